@@ -1,0 +1,197 @@
+"""The ``rait`` command line: one subcommand per stage, each a thin layer over a function.
+
+Every user-fixable problem ends in one ``rait: error: ...`` line and exit status 2; a dataset
+with validation problems makes ``rait data inspect`` exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from rait import __version__
+from rait.errors import ConfigError, RaitError
+
+
+def _field_map(pairs: Sequence[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or ():
+        if "=" not in pair:
+            raise ConfigError(
+                f"--map {pair!r} must look like canonical=column (e.g. question=prompt)"
+            )
+        key, value = pair.split("=", 1)
+        if not key.strip() or not value.strip():
+            raise ConfigError(f"--map {pair!r} has an empty side")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _add_source_args(parser: argparse.ArgumentParser) -> None:
+    from rait.data.sources import ALL_FORMATS
+
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=ALL_FORMATS,
+        help="file format, or a benchmark parser (default: by file extension)",
+    )
+    parser.add_argument("--split", help="split label (hub split for benchmarks)")
+    parser.add_argument("--subset", help="hub config, e.g. an MMLU subject or 'rc.nocontext'")
+    parser.add_argument(
+        "--map",
+        action="append",
+        metavar="FIELD=COLUMN",
+        help="read a canonical field from a foreign column (repeatable); "
+        "choices=A,B,C,D gathers columns; dots follow nested objects",
+    )
+
+
+def _source_from_args(args: argparse.Namespace, path: str | None):
+    from rait.data.sources import DataSource
+
+    return DataSource(
+        format=args.format,
+        path=path,
+        split=args.split,
+        subset=args.subset,
+        field_map=_field_map(args.map),
+        sample=getattr(args, "sample", None),
+        seed=getattr(args, "seed", 0) or 0,
+    )
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from rait.data.inspect import format_inspection
+    from rait.data.sources import HUB_FORMATS, scan_source
+
+    path = None if (args.file == "hub" and args.format in HUB_FORMATS) else args.file
+    result = scan_source(_source_from_args(args, path))
+    print(format_inspection(result, args.examples))
+    return 1 if result.problems else 0
+
+
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from rait.data.files import write_records
+    from rait.data.sources import HUB_FORMATS, load_source
+
+    path = None if (args.source == "hub" and args.format in HUB_FORMATS) else args.source
+    records = load_source(_source_from_args(args, path))
+    count = write_records(args.out, records)
+    print(f"wrote {count} records ({records[0].task}) to {args.out}")
+    return 0
+
+
+def cmd_data_world_facts(args: argparse.Namespace) -> int:
+    from rait.config import load_config
+    from rait.data.world_facts import WorldFactsConfig, write_world_facts
+
+    overrides = list(args.set or [])
+    for name in ("task", "seed", "n_cities"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides.append(f"{name}={value}")
+    cfg = load_config(WorldFactsConfig, args.config, overrides)
+    manifest = write_world_facts(cfg, args.out)
+    totals = ", ".join(f"{k} {v}" for k, v in manifest["totals"].items())
+    print(f"world facts ({cfg.task}, seed {cfg.seed}) in {manifest['seconds']:.2f}s: {totals}")
+    print(
+        f"written to {args.out}/ (train.jsonl, dev.jsonl, id_test.jsonl, ood_test.jsonl, "
+        "manifest.json)"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rait.config import load_config
+    from rait.demo import DemoConfig, run_demo
+
+    overrides = list(args.set or [])
+    if args.run_dir:
+        overrides.append(f"run_dir={args.run_dir}")
+    if args.n_questions is not None:
+        overrides.append(f"n_questions={args.n_questions}")
+    if args.model:
+        overrides.append(f"model.name={args.model}")
+    run_demo(load_config(DemoConfig, args.config, overrides))
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rait",
+        description='Refusal-Aware Instruction Tuning: teach a model to say "I don\'t know".',
+    )
+    parser.add_argument("--version", action="version", version=f"rait {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    data = sub.add_parser("data", help="load, validate, convert and build QA datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data_sub.required = True
+
+    inspect = data_sub.add_parser(
+        "inspect", help="counts, task type, examples and every validation problem of a dataset"
+    )
+    inspect.add_argument("file", help="a dataset file or folder ('hub' for a benchmark's hub copy)")
+    _add_source_args(inspect)
+    inspect.add_argument("--examples", type=int, default=3, help="how many examples to show")
+    inspect.set_defaults(func=cmd_data_inspect)
+
+    convert = data_sub.add_parser("convert", help="load any supported source into canonical JSONL")
+    convert.add_argument("source", help="a file or folder ('hub' to download a benchmark)")
+    _add_source_args(convert)
+    convert.add_argument("--sample", type=int, help="draw this many records (seeded)")
+    convert.add_argument("--seed", type=int, default=0)
+    convert.add_argument("--out", required=True, help="output JSONL file")
+    convert.set_defaults(func=cmd_data_convert)
+
+    facts = data_sub.add_parser(
+        "world-facts", help="build the offline real-facts QA set (train/dev/id_test/ood_test)"
+    )
+    facts.add_argument("--out", required=True, help="output folder")
+    facts.add_argument("--task", choices=("oeqa", "mcqa"))
+    facts.add_argument("--seed", type=int)
+    facts.add_argument("--n-cities", dest="n_cities", type=int)
+    facts.add_argument("--config", help="YAML file with WorldFactsConfig fields")
+    facts.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    facts.set_defaults(func=cmd_data_world_facts)
+
+    demo = sub.add_parser("demo", help="the main job on the offline default (see README)")
+    demo.add_argument("--run-dir", dest="run_dir")
+    demo.add_argument("--n-questions", dest="n_questions", type=int)
+    demo.add_argument("--model", help="model name, hub id or folder (default: offline SmolLM2)")
+    demo.add_argument("--config", help="YAML file with DemoConfig fields")
+    demo.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        return args.func(args)
+    except RaitError as exc:
+        print(f"rait: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rait: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

