@@ -168,7 +168,13 @@ def build_config(
     cfg = cls(**kwargs)
     validate = getattr(cfg, "validate", None)
     if callable(validate):
-        validate()
+        try:
+            validate()
+        except ConfigError as exc:
+            message = str(exc)
+            if not message.startswith(f"{origin}: "):
+                message = f"{origin}: {message}"
+            raise ConfigError(message) from None
     return cfg
 
 

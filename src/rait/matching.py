@@ -72,5 +72,5 @@ def extract_option_letter(answer: str, n_options: int) -> str | None:
     while "B", "(B)", "B." and "B) Paris" are.
     """
     letters = LETTERS[:n_options]
-    match = re.search(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", answer)
+    match = re.search(rf"(?<![^\W\d_])([{letters}])(?![^\W\d_])", answer)
     return match.group(1) if match else None

@@ -103,6 +103,8 @@ def letters_or(n: int) -> str:
 def letters_comma_or(n: int) -> str:
     """'A, B, C, or D' for 4 options (GRAIT Tables 6 and 8)."""
     letters = list(LETTERS[:n])
+    if n == 2:
+        return f"{letters[0]} or {letters[1]}"
     return ", ".join(letters[:-1]) + f", or {letters[-1]}"
 
 

@@ -148,7 +148,7 @@ class ResumableJsonl:
             if end != len(data):
                 with open(self.path, "r+b") as handle:
                     handle.truncate(end)
-            for line in data[:end].decode("utf-8").splitlines():
+            for line in data[:end].decode("utf-8").split("\n"):
                 if line.strip():
                     row = json.loads(line)
                     self.rows[str(row[key])] = row

@@ -57,7 +57,8 @@ def _check_exists(path: Path) -> None:
         raise DataError("is a directory, expected a file", Location(str(path)))
 
 
-def _decode(path: Path, data: bytes) -> str:
+def decode_utf8(path: Path, data: bytes) -> str:
+    """UTF-8 text of a file's bytes; a DataError naming the line and column otherwise."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -77,8 +78,9 @@ def iter_raw_rows(path: str | Path, fmt: str = "auto") -> Iterator[tuple[Locatio
     fmt = detect_format(path) if fmt == "auto" else fmt
     source = str(path)
     if fmt == "jsonl":
-        text = _decode(path, path.read_bytes())
-        for number, line in enumerate(text.splitlines(), start=1):
+        text = decode_utf8(path, path.read_bytes())
+        # split on "\n" only: JSON strings may hold U+2028 and friends, which splitlines() breaks
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -89,7 +91,7 @@ def iter_raw_rows(path: str | Path, fmt: str = "auto") -> Iterator[tuple[Locatio
                 ) from None
             yield Location(source, number), row
     elif fmt == "json":
-        text = _decode(path, path.read_bytes())
+        text = decode_utf8(path, path.read_bytes())
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -112,7 +114,7 @@ def iter_raw_rows(path: str | Path, fmt: str = "auto") -> Iterator[tuple[Locatio
         for index, row in enumerate(data):
             yield Location(source, record=f"#{index}"), row
     elif fmt in ("csv", "tsv"):
-        text = _decode(path, path.read_bytes())
+        text = decode_utf8(path, path.read_bytes())
         reader = csv.DictReader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
         if not reader.fieldnames:
             return

@@ -35,7 +35,7 @@ from typing import Any
 from rait.data.files import (
     FILE_FORMATS,
     ScanResult,
-    _decode,
+    decode_utf8,
     iter_raw_rows,
     scan_rows,
 )
@@ -228,7 +228,7 @@ def _iter_hub_rows(bench: Benchmark, subset: str | None, split: str) -> Iterator
 def _iter_mmlu_csv(path: Path, split: str | None) -> Iterator[tuple[Location, Any]]:
     """MMLU CSV with the ``id,lang,question,A,B,C,D,target`` header, or headerless
     ``question,A,B,C,D,answer`` (subject from the file name ``{subject}_{split}.csv``)."""
-    text = _decode(path, path.read_bytes())
+    text = decode_utf8(path, path.read_bytes())
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         return

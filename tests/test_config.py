@@ -1,0 +1,476 @@
+"""Tests of rait.config: strict dataclass configs from YAML files and ``key=value`` overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from rait.config import (
+    apply_overrides,
+    build_config,
+    config_to_dict,
+    load_config,
+    load_yaml,
+    parse_override,
+)
+from rait.data.world_facts import WorldFactsConfig
+from rait.demo import DemoConfig
+from rait.errors import ConfigError, RaitError
+from rait.models import ModelConfig
+
+VALIDATE_CALLS: list[str] = []
+
+
+@dataclass
+class Inner:
+    depth: int = 1
+    label: str = "inner"
+    ratio: float = 0.5
+
+    def validate(self) -> None:
+        VALIDATE_CALLS.append("inner")
+        if self.depth < 0:
+            raise ConfigError(f"inner.depth must be >= 0, got {self.depth}")
+
+
+@dataclass
+class Outer:
+    count: int = 3
+    rate: float = 0.1
+    name: str = "outer"
+    flag: bool = False
+    note: str | None = None
+    tags: list[str] = field(default_factory=list)
+    extra: dict[str, str] = field(default_factory=dict)
+    inner: Inner = field(default_factory=Inner)
+
+    def validate(self) -> None:
+        VALIDATE_CALLS.append("outer")
+        if self.count <= 0:
+            raise ConfigError(f"count must be positive, got {self.count}")
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    VALIDATE_CALLS.clear()
+    yield
+    VALIDATE_CALLS.clear()
+
+
+def write(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- build_config
+def test_build_config_defaults_when_no_data():
+    cfg = build_config(Outer, None)
+    assert cfg == Outer()
+    assert build_config(Outer, {}) == Outer()
+
+
+def test_build_config_fills_every_field_type():
+    cfg = build_config(
+        Outer,
+        {
+            "count": 7,
+            "rate": 2,  # an int is accepted for a float and becomes a float
+            "name": "x",
+            "flag": True,
+            "note": "hello",
+            "tags": ["a", "b"],
+            "extra": {"k": "v", "n": 3},  # a number is accepted for a string
+            "inner": {"depth": 4, "label": "deep"},
+        },
+    )
+    assert cfg.count == 7
+    assert cfg.rate == 2.0 and isinstance(cfg.rate, float)
+    assert cfg.name == "x"
+    assert cfg.flag is True
+    assert cfg.note == "hello"
+    assert cfg.tags == ["a", "b"]
+    assert cfg.extra == {"k": "v", "n": "3"}
+    assert isinstance(cfg.inner, Inner)
+    assert cfg.inner == Inner(depth=4, label="deep", ratio=0.5)
+
+
+def test_build_config_optional_accepts_none():
+    assert build_config(Outer, {"note": None}).note is None
+
+
+def test_build_config_number_for_string_becomes_text():
+    assert build_config(Outer, {"name": 12}).name == "12"
+
+
+def test_build_config_partial_nested_keeps_other_defaults():
+    cfg = build_config(Outer, {"inner": {"label": "only"}})
+    assert cfg.inner.depth == 1 and cfg.inner.label == "only"
+
+
+def test_default_factory_gives_independent_instances():
+    a = build_config(Outer, {})
+    b = build_config(Outer, {})
+    a.tags.append("x")
+    a.inner.depth = 9
+    assert b.tags == [] and b.inner.depth == 1
+
+
+def test_unknown_top_level_key_names_key_and_origin():
+    with pytest.raises(ConfigError) as info:
+        build_config(Outer, {"cuont": 3}, origin="my.yaml")
+    message = str(info.value)
+    assert message.startswith("my.yaml: ")
+    assert "cuont" in message
+    assert "count" in message  # the known keys are listed
+
+
+def test_unknown_nested_key_names_full_dotted_key_and_origin():
+    with pytest.raises(ConfigError) as info:
+        build_config(Outer, {"inner": {"dpeth": 2}}, origin="conf/run.yaml")
+    message = str(info.value)
+    assert "conf/run.yaml" in message
+    assert "inner.dpeth" in message
+
+
+def test_unknown_key_in_yaml_file_names_the_file(tmp_path):
+    path = write(tmp_path / "cfg.yaml", "count: 2\ninner:\n  colour: red\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, path)
+    assert str(path) in str(info.value)
+    assert "inner.colour" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "expected"),
+    [
+        ({"count": "three"}, "count", "integer"),
+        ({"count": True}, "count", "integer"),  # bool is not an int
+        ({"count": 2.5}, "count", "integer"),
+        ({"flag": 1}, "flag", "true or false"),  # int is not a bool
+        ({"flag": "yes please"}, "flag", "true or false"),
+        ({"rate": "fast"}, "rate", "number"),
+        ({"rate": False}, "rate", "number"),
+        ({"name": True}, "name", "string"),
+        ({"name": ["a"]}, "name", "string"),
+        ({"note": ["x"]}, "note", "string"),
+        ({"tags": "a,b"}, "tags", "list"),
+        ({"extra": ["a"]}, "extra", "mapping"),
+        ({"inner": 5}, "inner", "section"),
+        ({"inner": {"depth": "deep"}}, "inner.depth", "integer"),
+    ],
+)
+def test_wrong_types_name_the_key(data, key, expected):
+    with pytest.raises(ConfigError) as info:
+        build_config(Outer, data, origin="f.yaml")
+    message = str(info.value)
+    assert f"f.yaml: {key}:" in message
+    assert expected in message
+
+
+def test_wrong_type_in_list_item_names_index():
+    with pytest.raises(ConfigError, match=r"tags\[1\]"):
+        build_config(Outer, {"tags": ["a", True]})
+
+
+def test_wrong_type_in_mapping_value_names_dotted_key():
+    with pytest.raises(ConfigError, match=r"extra\.k"):
+        build_config(Outer, {"extra": {"k": False}})
+
+
+def test_config_error_is_a_rait_error_with_exit_code_2():
+    with pytest.raises(RaitError) as info:
+        build_config(Outer, {"bogus": 1})
+    assert info.value.exit_code == 2
+
+
+def test_validate_hook_is_called_for_outer_and_nested():
+    build_config(Outer, {"inner": {"depth": 2}})
+    assert VALIDATE_CALLS == ["inner", "outer"]
+
+
+def test_validate_hook_errors_propagate():
+    with pytest.raises(ConfigError, match="count must be positive"):
+        build_config(Outer, {"count": 0})
+    with pytest.raises(ConfigError, match=r"inner\.depth must be >= 0"):
+        build_config(Outer, {"inner": {"depth": -1}})
+
+
+def test_config_to_dict_round_trips():
+    cfg = build_config(Outer, {"tags": ["t"], "inner": {"depth": 5}})
+    data = config_to_dict(cfg)
+    assert data["inner"] == {"depth": 5, "label": "inner", "ratio": 0.5}
+    assert build_config(Outer, data) == cfg
+
+
+# --------------------------------------------------------------------------- load_yaml
+def test_load_yaml_reads_mapping(tmp_path):
+    path = write(tmp_path / "c.yaml", "count: 4\nname: Zoë\ninner:\n  depth: 2\n")
+    assert load_yaml(path) == {"count": 4, "name": "Zoë", "inner": {"depth": 2}}
+
+
+def test_load_yaml_empty_file_is_empty_mapping(tmp_path):
+    assert load_yaml(write(tmp_path / "e.yaml", "")) == {}
+    assert load_yaml(write(tmp_path / "c.yaml", "# only a comment\n")) == {}
+
+
+def test_load_yaml_missing_file(tmp_path):
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    assert str(path) in str(info.value)
+    assert "not found" in str(info.value)
+
+
+def test_load_yaml_directory_is_not_a_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_yaml(tmp_path)
+
+
+def test_load_yaml_invalid_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path / "bad.yaml", "count: 1\nname: ok\ntags: [a, b\nrate: 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:")
+    assert "invalid YAML" in message
+    line = int(message[len(str(path)) + 1 :].split(":", 1)[0])
+    assert 3 <= line <= 4
+
+
+def test_load_yaml_invalid_yaml_exact_line(tmp_path):
+    # the bad indentation is on line 3
+    path = write(tmp_path / "bad.yaml", "a: 1\nb: 2\n  c: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    assert str(info.value).startswith(f"{path}:3: invalid YAML")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"), [("- a\n- b\n", "list"), ("42\n", "int"), ("hi\n", "str")]
+)
+def test_load_yaml_top_level_must_be_mapping(tmp_path, text, kind):
+    path = write(tmp_path / "c.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    assert str(path) in str(info.value)
+    assert "mapping" in str(info.value)
+    assert kind in str(info.value)
+
+
+def test_load_yaml_non_utf8(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    assert str(path) in str(info.value)
+    assert "UTF-8" in str(info.value)
+
+
+# --------------------------------------------------------------------------- overrides
+@pytest.mark.parametrize(
+    ("text", "parts", "value"),
+    [
+        ("a=3", ["a"], 3),
+        ("a.b=3", ["a", "b"], 3),
+        ("a.b.c=x", ["a", "b", "c"], "x"),
+        ("flag=true", ["flag"], True),
+        ("rate=0.25", ["rate"], 0.25),
+        ("note=null", ["note"], None),
+        ("tags=[x, y]", ["tags"], ["x", "y"]),
+        ("name=", ["name"], ""),
+        ("name=a=b", ["name"], "a=b"),
+        (" name =value", ["name"], "value"),
+        ("name=[unclosed", ["name"], "[unclosed"),  # invalid YAML is kept as text
+    ],
+)
+def test_parse_override(text, parts, value):
+    assert parse_override(text) == (parts, value)
+
+
+@pytest.mark.parametrize("text", ["count", "inner.depth", ""])
+def test_parse_override_without_equals(text):
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
+        parse_override(text)
+
+
+@pytest.mark.parametrize("text", ["=3", "a..b=3", ".a=1", "a.=1"])
+def test_parse_override_empty_key(text):
+    with pytest.raises(ConfigError, match="empty key"):
+        parse_override(text)
+
+
+def test_apply_overrides_dotted_keys_and_copy():
+    data = {"count": 1, "inner": {"depth": 1, "label": "x"}, "tags": ["a"]}
+    out = apply_overrides(data, ["inner.depth=5", "count=2", "tags=[b, c]"])
+    assert out == {"count": 2, "inner": {"depth": 5, "label": "x"}, "tags": ["b", "c"]}
+    # the input is left untouched (deep copy)
+    assert data == {"count": 1, "inner": {"depth": 1, "label": "x"}, "tags": ["a"]}
+
+
+def test_apply_overrides_later_wins():
+    assert apply_overrides({}, ["count=1", "count=2"]) == {"count": 2}
+
+
+def test_apply_overrides_creates_sections():
+    assert apply_overrides({}, ["inner.depth=3", "a.b.c=x"]) == {
+        "inner": {"depth": 3},
+        "a": {"b": {"c": "x"}},
+    }
+
+
+def test_apply_overrides_fills_empty_section():
+    # "inner:" with nothing under it reads as None
+    assert apply_overrides({"inner": None}, ["inner.depth=3"]) == {"inner": {"depth": 3}}
+
+
+def test_apply_overrides_into_non_section():
+    with pytest.raises(ConfigError) as info:
+        apply_overrides({"count": 3}, ["count.sub=1"])
+    assert "count.sub=1" in str(info.value)
+    assert "'count' is not a section" in str(info.value)
+
+
+def test_apply_overrides_malformed():
+    with pytest.raises(ConfigError, match=r"must look like key\.path=value"):
+        apply_overrides({}, ["count"])
+
+
+# --------------------------------------------------------------------------- load_config
+def test_load_config_without_file_or_overrides():
+    assert load_config(Outer) == Outer()
+
+
+def test_load_config_yaml_plus_overrides(tmp_path):
+    path = write(
+        tmp_path / "cfg.yaml",
+        "count: 2\nname: from-file\ntags: [a]\ninner:\n  depth: 2\n  label: file\n",
+    )
+    cfg = load_config(Outer, path, ["inner.depth=9", "tags=[x, y]", "flag=true", "extra.k=v"])
+    assert cfg.count == 2
+    assert cfg.name == "from-file"
+    assert cfg.tags == ["x", "y"]
+    assert cfg.flag is True
+    assert cfg.extra == {"k": "v"}
+    assert cfg.inner == Inner(depth=9, label="file", ratio=0.5)
+    assert "outer" in VALIDATE_CALLS
+
+
+def test_load_config_overrides_only():
+    cfg = load_config(Outer, None, ["count=5", "note=hi"])
+    assert cfg.count == 5 and cfg.note == "hi"
+
+
+def test_load_config_override_unknown_key_names_file_and_key(tmp_path):
+    path = write(tmp_path / "cfg.yaml", "count: 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, path, ["inner.nope=1"])
+    assert str(path) in str(info.value)
+    assert "inner.nope" in str(info.value)
+    assert "--set" in str(info.value)
+
+
+def test_load_config_override_wrong_type_names_key(tmp_path):
+    path = write(tmp_path / "cfg.yaml", "count: 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, path, ["count=many"])
+    assert str(path) in str(info.value)
+    assert "count:" in str(info.value)
+
+
+def test_load_config_yaml_wrong_type_names_file(tmp_path):
+    path = write(tmp_path / "cfg.yaml", "flag: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, path)
+    assert str(info.value).startswith(f"{path}: flag:")
+
+
+# --------------------------------------------------------------------------- real configs
+def test_model_config_defaults_and_valid_values():
+    cfg = build_config(ModelConfig, {"dtype": "bfloat16", "chat_template": "never"})
+    assert cfg.dtype == "bfloat16" and cfg.chat_template == "never"
+    assert cfg.name == "smollm2-135m-instruct"
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("dtype=float8", "model.dtype"),
+        ("chat_template=sometimes", "model.chat_template"),
+        ("name=''", "model.name is empty"),
+        ("trust_remote_code=1", "trust_remote_code"),
+    ],
+)
+def test_model_config_rejects_bad_values(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(ModelConfig, None, [override])
+
+
+def test_world_facts_config_overrides():
+    cfg = load_config(WorldFactsConfig, None, ["task=mcqa", "n_choices=3", "id_test_fraction=0.25"])
+    assert cfg.task == "mcqa" and cfg.n_choices == 3 and cfg.id_test_fraction == 0.25
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("task=cloze", "world_facts.task"),
+        ("n_choices=1", "world_facts.n_choices"),
+        ("n_choices=9", "world_facts.n_choices"),
+        ("id_test_fraction=1.0", "world_facts.id_test_fraction"),
+        ("n_cities=-1", "world_facts.n_cities"),
+        ("id_relations=[no_such_relation]", "unknown relation"),
+        ("id_relations=[]", "id_relations is empty"),
+        ("ood_relations=[capital_of_country]", "both in-domain and"),
+        ("n_cities=lots", "n_cities"),
+    ],
+)
+def test_world_facts_config_rejects_bad_values(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(WorldFactsConfig, None, [override])
+
+
+def test_demo_config_from_yaml_and_overrides(tmp_path):
+    path = write(
+        tmp_path / "demo.yaml",
+        "run_dir: runs/x\nn_questions: 10\nmodel:\n  dtype: float32\n"
+        "world_facts:\n  seed: 3\n  n_cities: 50\n",
+    )
+    cfg = load_config(DemoConfig, path, ["model.device=cpu", "n_questions=20", "match=em"])
+    assert cfg.run_dir == "runs/x"
+    assert cfg.n_questions == 20
+    assert cfg.match == "em"
+    assert isinstance(cfg.model, ModelConfig)
+    assert cfg.model.dtype == "float32" and cfg.model.device == "cpu"
+    assert isinstance(cfg.world_facts, WorldFactsConfig)
+    assert cfg.world_facts.seed == 3 and cfg.world_facts.n_cities == 50
+    assert cfg.world_facts.task == "oeqa"  # default kept
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("n_questions=0", "n_questions must be positive"),
+        ("batch_size=-2", "batch_size must be positive"),
+        ("max_new_tokens=0", "max_new_tokens must be positive"),
+        ("split=validation", "split must be one of"),
+        ("match=fuzzy", "match must be one of"),
+        ("model.dtype=float8", "model.dtype"),
+        ("world_facts.task=mcqa", "world_facts.task must be oeqa"),
+        ("world_facts.n_choices=20", "world_facts.n_choices"),
+        ("n_questions=ten", "n_questions"),
+        ("model.colour=red", "model.colour"),
+        ("model=small", "model"),
+    ],
+)
+def test_demo_config_rejects_bad_values(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(DemoConfig, None, [override])
+
+
+def test_validate_error_names_origin_file(tmp_path):
+    path = write(tmp_path / "demo.yaml", "model:\n  dtype: float8\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(DemoConfig, path)
+    assert "model.dtype" in str(info.value)
+    assert str(path) in str(info.value)
