@@ -154,18 +154,19 @@ def parse_arc_row(row: Mapping[str, Any], index: int, split: str | None) -> dict
 def parse_triviaqa_row(row: Mapping[str, Any], index: int, split: str | None) -> dict[str, Any]:
     """A ``mandarjoshi/trivia_qa`` row (question, question_id, answer {value, aliases}) or an
     official TriviaQA JSON entry (Question, QuestionId, Answer {Value, Aliases})."""
-    if "Question" in row:
-        answer = row.get("Answer") or {}
-        value, aliases = answer.get("Value"), answer.get("Aliases") or []
-        qid, question = row.get("QuestionId"), row.get("Question")
-    else:
-        answer = row.get("answer") or {}
-        value, aliases = answer.get("value"), answer.get("aliases") or []
-        qid, question = row.get("question_id"), row.get("question")
+    official = "Question" in row
+    answer = row.get("Answer" if official else "answer")
+    if not isinstance(answer, Mapping):
+        answer = {}
+    value = answer.get("Value" if official else "value")
+    aliases = answer.get("Aliases" if official else "aliases")
+    aliases = list(aliases) if isinstance(aliases, (list, tuple)) else []
+    qid = row.get("QuestionId" if official else "question_id")
+    question = row.get("Question" if official else "question")
     answers: list[Any] = []
     if isinstance(value, str) and value.strip() and value != "<unk>":
         answers.append(value)
-    answers.extend(a for a in list(aliases) if a not in answers)
+    answers.extend(a for a in aliases if a not in answers)
     return {
         "id": qid if qid is not None else f"triviaqa/{split or 'unknown'}/{index}",
         "question": question,
@@ -225,6 +226,18 @@ def _iter_hub_rows(bench: Benchmark, subset: str | None, split: str) -> Iterator
     yield from dataset
 
 
+MMLU_SPLIT_LABELS = ("dev", "val", "test", "auxiliary_train")
+
+
+def _split_files(files: list[Path], split: str | None) -> list[Path]:
+    """In a folder holding several splits (``dev/``, ``val/``, ``*_test.csv``), keep the files of
+    ``split``; a folder of one split (or no split asked) is read whole."""
+    if not split:
+        return files
+    chosen = [f for f in files if f.stem.endswith(f"_{split}") or split in f.parent.parts[-1:]]
+    return chosen or files
+
+
 def _iter_mmlu_csv(path: Path, split: str | None) -> Iterator[tuple[Location, Any]]:
     """MMLU CSV with the ``id,lang,question,A,B,C,D,target`` header, or headerless
     ``question,A,B,C,D,answer`` (subject from the file name ``{subject}_{split}.csv``)."""
@@ -234,7 +247,11 @@ def _iter_mmlu_csv(path: Path, split: str | None) -> Iterator[tuple[Location, An
         return
     header = [c.strip().lower() for c in rows[0]]
     stem = path.stem
-    subject = stem.rsplit("_", 1)[0] if split and stem.endswith(f"_{split}") else stem
+    suffixes = [f"_{name}" for name in (split, *MMLU_SPLIT_LABELS) if name]
+    subject = next(
+        (stem[: -len(end)] for end in suffixes if stem.endswith(end) and len(stem) > len(end)),
+        stem,
+    )
     if "question" in header:
         names = [c.strip() for c in rows[0]]
         body, first_line = rows[1:], 2
@@ -266,6 +283,7 @@ def _local_rows(fmt: str, path: Path, split: str | None) -> Iterator[tuple[Locat
             raise DataError(
                 f"no dataset files in this folder for format {fmt!r}", Location(str(path))
             )
+        files = _split_files(files, split)
     else:
         files = [path]
     for file in files:
@@ -278,6 +296,7 @@ def _local_rows(fmt: str, path: Path, split: str | None) -> Iterator[tuple[Locat
 def _parsed(
     rows: Iterator[tuple[Location, Any]], parser: RowParser, split: str | None
 ) -> Iterator[tuple[Location, Any]]:
+    """Apply a benchmark's row parser; a row of the wrong shape becomes a located problem."""
     counters: dict[str, int] = {}
     for where, row in rows:
         if not isinstance(row, Mapping):
@@ -287,7 +306,15 @@ def _parsed(
         key = where.source or ""
         index = counters.get(key, 0)
         counters[key] = index + 1
-        yield where, parser(row, index, split)
+        try:
+            parsed = parser(row, index, split)
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
+            raise DataError(
+                f"row does not have the expected shape for this format ({type(exc).__name__}: "
+                f"{exc}); is --format right?",
+                where,
+            ) from None
+        yield where, parsed
 
 
 def scan_source(source: DataSource) -> ScanResult:

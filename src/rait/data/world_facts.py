@@ -26,7 +26,7 @@ import time
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -56,7 +56,7 @@ CONTINENTS = {
 # Common English names that the ISO/GeoNames names lack. Kept short on purpose; no alias of
 # fewer than 4 characters (a `contains` match on "UK" would accept "Ukraine").
 EXTRA_COUNTRY_ALIASES = {
-    "US": ("United States of America", "USA", "America"),
+    "US": ("United States of America", "America"),
     "GB": ("Great Britain", "Britain"),
     "CZ": ("Czech Republic",),
     "CI": ("Côte d'Ivoire",),
@@ -84,6 +84,7 @@ SUBJECTS = {
     "element_of_atomic_number": "chemistry",
     "state_of_postal_code": "US geography",
 }
+MIN_ALIAS_CHARS = 4  # shorter aliases are dropped; a fact left with none is dropped
 CITY_BIN_EDGES = (15_000, 50_000, 150_000, 500_000, 1_500_000)
 
 
@@ -341,7 +342,7 @@ def _elements() -> list[tuple[int, str, str]]:
 
 
 def _element_answers(name: str) -> tuple[str, ...]:
-    return with_variants([name.capitalize(), *ELEMENT_SPELLINGS.get(name, ())])
+    return with_variants([n.capitalize() for n in (name, *ELEMENT_SPELLINGS.get(name, ()))])
 
 
 def _element_of_symbol(geo: _Geo, cfg: WorldFactsConfig, rng: random.Random) -> list[Fact]:
@@ -442,7 +443,11 @@ def build_world_facts(cfg: WorldFactsConfig) -> dict[str, list[QARecord]]:
     splits: dict[str, list[QARecord]] = {s: [] for s in SPLITS}
     for relation in [*cfg.id_relations, *cfg.ood_relations]:
         rng = random.Random(f"{cfg.seed}/{relation}")
-        facts = RELATIONS[relation](geo, cfg, rng)
+        facts = [
+            replace(fact, answers=kept)
+            for fact in RELATIONS[relation](geo, cfg, rng)
+            if (kept := tuple(a for a in fact.answers if len(a) >= MIN_ALIAS_CHARS))
+        ]
         record_rng = random.Random(f"{cfg.seed}/{relation}/records")
         if relation in cfg.ood_relations:
             assignment = [("ood_test", f) for f in facts]
