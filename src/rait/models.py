@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import logging
 import os
 import shutil
 import sys
@@ -34,8 +33,6 @@ _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 CHAT_TEMPLATE_MODES = ("auto", "always", "never")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
