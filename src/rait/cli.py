@@ -106,6 +106,38 @@ def cmd_data_world_facts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from rait.config import load_config
+    from rait.probe import ProbeConfig, run_probe
+
+    overrides = list(args.set or [])
+    flags = {
+        "model.name": args.model,
+        "data.path": args.data,
+        "data.format": args.format,
+        "data.split": args.split,
+        "data.sample": args.sample,
+        "shots.path": args.shots,
+        "shots.format": args.shots_format,
+        "shots.split": args.shots_split,
+        "n_samples": args.n_samples,
+        "batch_size": args.batch_size,
+        "backend": args.backend,
+        "seed": args.seed,
+    }
+    overrides += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    if args.rtuning_u:
+        overrides.append("rtuning_u=true")
+    cfg = load_config(ProbeConfig, args.config, overrides)
+    summary = run_probe(cfg, args.out)
+    print(
+        f"probed {summary['n']} {summary['task']} questions: mean µ {summary['mean_mu']:.3f}, "
+        f"mean σ {summary['mean_sigma']:.3f}, known (µ ≥ 0.5) {summary['known_fraction']:.1%}"
+    )
+    print(f"rows in {args.out}/knowledge.jsonl, summary in {args.out}/summary.json")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rait.config import load_config
     from rait.demo import DemoConfig, run_demo
@@ -162,6 +194,32 @@ def build_parser() -> argparse.ArgumentParser:
     facts.add_argument("--config", help="YAML file with WorldFactsConfig fields")
     facts.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
     facts.set_defaults(func=cmd_data_world_facts)
+
+    probe = sub.add_parser(
+        "probe", help="stage 1: correctness µ and certainty σ of every question (METHODS §2)"
+    )
+    probe.add_argument("--out", required=True, help="output folder (knowledge.jsonl, summary.json)")
+    probe.add_argument("--model", help="model name, hub id or folder (default: offline SmolLM2)")
+    probe.add_argument("--data", help="questions to probe: a file or folder")
+    probe.add_argument("--format", help="format of --data (default: by extension)")
+    probe.add_argument("--split", help="split of --data (world_facts / benchmark split)")
+    probe.add_argument("--sample", type=int, help="probe this many questions (seeded)")
+    probe.add_argument("--shots", help="few-shot pool: a file or folder of another split")
+    probe.add_argument("--shots-format", dest="shots_format")
+    probe.add_argument("--shots-split", dest="shots_split")
+    probe.add_argument("--n-samples", dest="n_samples", type=int, help="OEQA samples (default 10)")
+    probe.add_argument("--batch-size", dest="batch_size", type=int)
+    probe.add_argument("--backend", choices=("auto", "hf", "vllm"))
+    probe.add_argument("--seed", type=int)
+    probe.add_argument(
+        "--rtuning-u",
+        dest="rtuning_u",
+        action="store_true",
+        help="also draw R-Tuning-U's samples (k at T=0.7)",
+    )
+    probe.add_argument("--config", help="YAML file with ProbeConfig fields")
+    probe.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    probe.set_defaults(func=cmd_probe)
 
     demo = sub.add_parser("demo", help="the main job on the offline default (see README)")
     demo.add_argument("--run-dir", dest="run_dir")

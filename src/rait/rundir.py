@@ -28,11 +28,23 @@ MANIFEST = "stage.json"
 
 def fingerprint(config: Mapping[str, Any], inputs: Iterable[str | os.PathLike[str]] = ()) -> dict:
     """What a stage's result depends on: its config and the bytes of its input files."""
-    digests = {}
-    for path in inputs:
-        p = Path(path)
-        digests[str(p)] = file_digest(p) if p.is_file() else "missing"
-    return {"config_hash": stable_hash(config), "inputs": digests}
+    return {
+        "config_hash": stable_hash(config),
+        "inputs": {str(p): content_digest(p) for p in inputs},
+    }
+
+
+def content_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file, or of every file in a folder (names and bytes); "missing" if absent."""
+    p = Path(path)
+    if p.is_file():
+        return file_digest(p)
+    if p.is_dir():
+        parts = [
+            f"{f.relative_to(p)}:{file_digest(f)}" for f in sorted(p.rglob("*")) if f.is_file()
+        ]
+        return stable_hash(parts)
+    return "missing"
 
 
 @dataclass

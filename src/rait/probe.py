@@ -1,0 +1,465 @@
+"""Stage 1, the knowledge probe: correctness µ and certainty σ of every question
+(METHODS.md section 2).
+
+**MCQA.** A 5-shot prompt (GRAIT Table 4; shots from another split), one forward pass, the
+log-probabilities of the option-letter tokens at the answer position, softmax over the options:
+``p_i = exp(l_i) / Σ_j exp(l_j)``. ``µ = p(gold)``, ``σ = Σ_i p_i log p_i`` (negative entropy,
+in ``[-log |O|, 0]``; higher = more certain).
+
+**OEQA.** A 3-shot prompt (GRAIT Table 5), N samples at temperature 1.0 (no top-k/top-p), the
+answer is the first line. ``µ = (1/N) Σ_k correct(a_k)`` (``contains`` or ``em``);
+``σ = 1/(N(N-1)) Σ_{j≠k} cos(e_j, e_k)`` over ``all-MiniLM-L6-v2`` embeddings.
+
+**R-Tuning** (optional): one greedy answer, certain if correct; **R-Tuning-U** (optional): k
+samples at T = 0.7, ``u = -Σ_a f_a log f_a`` over the answers' frequencies (OEQA answers are
+compared after TriviaQA normalisation); the 50% lowest-u questions are certain
+(:func:`rtuning_u_certain`).
+
+Output: ``knowledge.jsonl``, one row per question (fields in docs/probe.md), written batch by
+batch; ``summary.json``. A killed probe resumes where it stopped; batches are cut the same
+way on every run, so the resumed file equals an uninterrupted one (greedy/MCQA exactly,
+sampling too as every sample has its own seeded generator).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rait.backends import load_engine, resolve_backend
+from rait.config import config_to_dict
+from rait.data.records import QARecord, task_of
+from rait.data.sources import DataSource, load_source
+from rait.encoders import DEFAULT_ENCODER, load_encoder, mean_pairwise_cosine
+from rait.errors import ConfigError, DataError, ModelError
+from rait.fileio import write_json
+from rait.matching import MATCH_MODES, first_line, is_correct_open, normalize_answer
+from rait.models import ModelConfig
+from rait.prompts import SHOTS, knowledge_query_messages
+from rait.rundir import ResumableJsonl, Stage
+
+KNOWLEDGE_FILE = "knowledge.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class ProbeConfig:
+    """Settings of ``rait probe``.
+
+    ``data``: the questions to probe; ``shots``: the pool the few-shot examples come from
+    (another split: MMLU dev/val, world-facts dev); ``n_shots``: default 5 (MCQA) / 3 (OEQA).
+    Shots are taken in pool order from the same ``domain`` (else ``subject``) as the question,
+    then from the rest of the pool.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataSource = field(default_factory=DataSource)
+    shots: DataSource | None = None
+    n_shots: int | None = None
+    n_samples: int = 10
+    temperature: float = 1.0
+    max_new_tokens: int = 32
+    match: str = "contains"
+    encoder: str = DEFAULT_ENCODER
+    rtuning: bool = True
+    rtuning_u: bool = False
+    rtuning_u_samples: int = 10
+    rtuning_u_temperature: float = 0.7
+    backend: str = "auto"
+    batch_size: int = 8
+    seed: int = 0
+    vllm_tensor_parallel_size: int = 1
+    vllm_gpu_memory_utilization: float = 0.85
+
+    def validate(self) -> None:
+        checks = [
+            (
+                self.n_samples >= 2,
+                f"n_samples must be >= 2 (σ compares samples), got {self.n_samples}",
+            ),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (
+                self.max_new_tokens > 0,
+                f"max_new_tokens must be positive, got {self.max_new_tokens}",
+            ),
+            (
+                self.match in MATCH_MODES,
+                f"match must be one of {', '.join(MATCH_MODES)}, got {self.match!r}",
+            ),
+            (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
+            (
+                self.n_shots is None or self.n_shots >= 0,
+                f"n_shots must be >= 0, got {self.n_shots}",
+            ),
+            (
+                self.rtuning_u_samples >= 2,
+                f"rtuning_u_samples must be >= 2, got {self.rtuning_u_samples}",
+            ),
+            (self.rtuning_u_temperature > 0, "rtuning_u_temperature must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        resolve_backend(self.backend)
+
+
+# --------------------------------------------------------------------------- helpers
+def row_seed(seed: int, record_id: str, purpose: str, k: int = 0) -> int:
+    """A stable 63-bit seed for one sample of one question."""
+    digest = hashlib.sha256(f"{seed}\x00{record_id}\x00{purpose}\x00{k}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def select_shots(record: QARecord, pool: Sequence[QARecord], k: int) -> list[QARecord]:
+    """``k`` shots for ``record``: pool order, same domain (else subject) first, never the
+    question itself, then the rest of the pool."""
+    if k == 0:
+        return []
+    usable = [s for s in pool if s.id != record.id and s.question != record.question]
+    if record.domain and any(s.domain == record.domain for s in usable):
+        preferred = [s for s in usable if s.domain == record.domain]
+    elif record.subject:
+        preferred = [s for s in usable if s.subject == record.subject]
+    else:
+        preferred = []
+    chosen = preferred[:k]
+    if len(chosen) < k:
+        taken = {s.id for s in chosen}
+        chosen += [s for s in usable if s.id not in taken][: k - len(chosen)]
+    return chosen
+
+
+def frequency_entropy(answers: Iterable[str]) -> float:
+    """R-Tuning-U's uncertainty: the entropy of the answers' empirical frequencies."""
+    counts = Counter(answers)
+    total = sum(counts.values())
+    return -sum((c / total) * math.log(c / total) for c in counts.values())
+
+
+def rtuning_u_certain(rows: Sequence[dict], fraction: float = 0.5) -> set[str]:
+    """The ids of the ``fraction`` of questions with the lowest R-Tuning-U entropy (ties broken
+    by id, so the split is deterministic)."""
+    scored = [r for r in rows if r.get("rtuning_u_entropy") is not None]
+    if len(scored) != len(rows):
+        raise DataError("R-Tuning-U needs a probe run with rtuning_u: true")
+    ranked = sorted(scored, key=lambda r: (r["rtuning_u_entropy"], str(r["id"])))
+    return {str(r["id"]) for r in ranked[: round(len(ranked) * fraction)]}
+
+
+def option_token_ids(engine: Any, prompt: str, letters: Sequence[str], chat: bool) -> list[int]:
+    """The token of each option letter as it follows ``prompt``.
+
+    The shots show how an answer follows a prompt: right after the assistant header on a chat
+    model ("A"), after "Answer:" and a space on a base model (" A"). The token is read off the
+    tokenisation of prompt + answer, so "A" vs " A" is decided by the tokenizer itself.
+    """
+    base = engine.encode(prompt)
+    ids = []
+    for letter in letters:
+        text = letter if chat else f" {letter}"
+        full = engine.encode(prompt + text)
+        if full[: len(base)] == base and len(full) == len(base) + 1:
+            ids.append(full[-1])
+            continue
+        alone = engine.encode(text)
+        if len(alone) != 1:
+            raise ModelError(
+                f"option letter {text!r} is not a single token for this tokenizer; "
+                "MCQA probing needs one token per option letter"
+            )
+        ids.append(alone[0])
+    if len(set(ids)) != len(ids):
+        raise ModelError(f"option letters {list(letters)} share tokens {ids}")
+    return ids
+
+
+def _softmax(logps: Sequence[float]) -> list[float]:
+    top = max(logps)
+    exps = [math.exp(x - top) for x in logps]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+# --------------------------------------------------------------------------- probing
+class Prober:
+    """Probes batches of questions of one task with an engine (HF or vLLM)."""
+
+    def __init__(self, cfg: ProbeConfig, engine: Any, chat: bool, encoder: Any = None):
+        self.cfg = cfg
+        self.engine = engine
+        self.chat = chat
+        self.encoder = encoder
+        self._option_ids: dict[int, list[int]] = {}
+
+    def render(self, record: QARecord, shots: Sequence[QARecord]) -> str:
+        messages = knowledge_query_messages(record, shots)
+        if self.chat:
+            return self.engine.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        from rait.models import render_prompt
+
+        return render_prompt(self.engine.tokenizer, messages, chat=False)
+
+    def probe_mcqa(self, records: Sequence[QARecord], prompts: Sequence[str]) -> list[dict]:
+        import torch
+
+        cfg = self.cfg
+        keys = [r.id for r in records]
+        candidates = []
+        for record, prompt in zip(records, prompts):
+            n = len(record.option_letters)
+            if n not in self._option_ids:
+                self._option_ids[n] = option_token_ids(
+                    self.engine, prompt, record.option_letters, self.chat
+                )
+            candidates.append(self._option_ids[n])
+        logps = self.engine.candidate_logprobs(prompts, keys, candidates)
+        rows = []
+        for record, option_logps in zip(records, logps):
+            probs = _softmax(option_logps)
+            assert record.gold is not None
+            row: dict[str, Any] = {
+                "id": record.id,
+                "task": "mcqa",
+                "mu": probs[record.gold],
+                "sigma": sum(p * math.log(p) for p in probs if p > 0),
+                "option_probs": probs,
+                "letter_mass": math.exp(max(option_logps))
+                * sum(math.exp(x - max(option_logps)) for x in option_logps),
+                "gold": record.gold,
+            }
+            letters = record.option_letters
+            if cfg.rtuning:
+                best = max(range(len(probs)), key=lambda i: probs[i])
+                row["greedy_answer"] = letters[best]
+                row["greedy_correct"] = best == record.gold
+            if cfg.rtuning_u:
+                tempered = torch.softmax(
+                    torch.tensor(option_logps, dtype=torch.float64) / cfg.rtuning_u_temperature,
+                    dim=0,
+                )
+                generator = torch.Generator().manual_seed(row_seed(cfg.seed, record.id, "u"))
+                draws = torch.multinomial(
+                    tempered, cfg.rtuning_u_samples, replacement=True, generator=generator
+                ).tolist()
+                answers = [letters[i] for i in draws]
+                row["rtuning_u_answers"] = answers
+                row["rtuning_u_entropy"] = frequency_entropy(answers)
+            rows.append(row)
+        return rows
+
+    def probe_oeqa(self, records: Sequence[QARecord], prompts: Sequence[str]) -> list[dict]:
+        cfg = self.cfg
+        keys = [r.id for r in records]
+        seeds = [
+            [row_seed(cfg.seed, r.id, "knowledge", k) for k in range(cfg.n_samples)]
+            for r in records
+        ]
+        samples = self.engine.sample(
+            prompts, keys, cfg.n_samples, cfg.temperature, cfg.max_new_tokens, seeds
+        )
+        answers = [[first_line(c.text) for c in completions] for completions in samples]
+        flat = [a for group in answers for a in group]
+        embeddings = self.encoder.encode(flat, convert_to_tensor=True, show_progress_bar=False)
+        rows = []
+        for i, record in enumerate(records):
+            aliases = record.answers or ()
+            correct = [is_correct_open(a, aliases, cfg.match) for a in answers[i]]
+            block = embeddings[i * cfg.n_samples : (i + 1) * cfg.n_samples]
+            rows.append(
+                {
+                    "id": record.id,
+                    "task": "oeqa",
+                    "mu": sum(correct) / len(correct),
+                    "sigma": mean_pairwise_cosine(block),
+                    "answers": answers[i],
+                    "correct": correct,
+                }
+            )
+        if cfg.rtuning:
+            greedy = self.engine.sample(prompts, keys, 1, 0.0, cfg.max_new_tokens)
+            for row, record, completions in zip(rows, records, greedy):
+                answer = first_line(completions[0].text)
+                row["greedy_answer"] = answer
+                row["greedy_correct"] = is_correct_open(answer, record.answers or (), cfg.match)
+        if cfg.rtuning_u:
+            seeds_u = [
+                [row_seed(cfg.seed, r.id, "u", k) for k in range(cfg.rtuning_u_samples)]
+                for r in records
+            ]
+            drawn = self.engine.sample(
+                prompts,
+                keys,
+                cfg.rtuning_u_samples,
+                cfg.rtuning_u_temperature,
+                cfg.max_new_tokens,
+                seeds_u,
+            )
+            for row, completions in zip(rows, drawn):
+                u_answers = [first_line(c.text) for c in completions]
+                row["rtuning_u_answers"] = u_answers
+                row["rtuning_u_entropy"] = frequency_entropy(normalize_answer(a) for a in u_answers)
+        return rows
+
+
+def _grouped_batches(
+    records: Sequence[QARecord], shots_of: dict[str, list[QARecord]], batch_size: int
+) -> list[list[QARecord]]:
+    """Batches of questions sharing their shots (so their prompts share a prefix), in a
+    fixed order: groups by first appearance, batches cut the same way on every run."""
+    groups: dict[tuple[str, ...], list[QARecord]] = defaultdict(list)
+    for record in records:
+        groups[tuple(s.id for s in shots_of[record.id])].append(record)
+    batches = []
+    for members in groups.values():
+        for start in range(0, len(members), batch_size):
+            batches.append(members[start : start + batch_size])
+    return batches
+
+
+def _load_inputs(cfg: ProbeConfig) -> tuple[list[QARecord], list[QARecord]]:
+    if not cfg.data.path and cfg.data.format not in ("mmlu", "arc", "triviaqa", "nq_open"):
+        raise ConfigError("probe: `data.path` is required")
+    records = load_source(cfg.data)
+    task = task_of(records)
+    n_shots = SHOTS[task] if cfg.n_shots is None else cfg.n_shots
+    pool: list[QARecord] = []
+    if n_shots > 0:
+        if cfg.shots is None:
+            raise ConfigError(
+                f"probe: {n_shots}-shot prompts need a `shots` source from another split "
+                "(e.g. MMLU dev, world-facts dev), or set n_shots: 0"
+            )
+        pool = load_source(cfg.shots)
+        if task_of(pool) != task:
+            raise ConfigError(f"probe: the shots are {task_of(pool)} but the data is {task}")
+        overlap = {r.id for r in records} & {s.id for s in pool}
+        if overlap:
+            raise ConfigError(
+                f"probe: {len(overlap)} shot(s) are also probed questions (e.g. "
+                f"{sorted(overlap)[0]!r}); take the shots from another split"
+            )
+    return records, pool
+
+
+def _summary(rows: Sequence[dict], seconds: float, backend: str) -> dict:
+    mus = [r["mu"] for r in rows]
+    bins = [0] * 10
+    for mu in mus:
+        bins[min(int(mu * 10), 9)] += 1
+    summary = {
+        "n": len(rows),
+        "task": rows[0]["task"] if rows else None,
+        "mean_mu": sum(mus) / len(mus) if mus else None,
+        "mean_sigma": sum(r["sigma"] for r in rows) / len(rows) if rows else None,
+        "known_fraction": sum(m >= 0.5 for m in mus) / len(mus) if mus else None,
+        "mu_histogram": {"edges": [i / 10 for i in range(11)], "counts": bins},
+        "backend": backend,
+        "seconds": round(seconds, 2),
+    }
+    if rows and "greedy_correct" in rows[0]:
+        summary["rtuning_certain_fraction"] = sum(r["greedy_correct"] for r in rows) / len(rows)
+    return summary
+
+
+def run_probe(cfg: ProbeConfig, out_dir: str | Path, progress: bool = True) -> dict:
+    """Probe every question of ``cfg.data`` into ``out_dir`` (cached and resumable)."""
+    cfg.validate()
+    records, pool = _load_inputs(cfg)
+    task = task_of(records)
+    backend = resolve_backend(cfg.backend)
+    config = config_to_dict(cfg)
+    config["backend"] = backend  # the resolved backend is part of the result's identity
+    inputs = [s.path for s in (cfg.data, cfg.shots) if s is not None and s.path]
+    stage = Stage(Path(out_dir), "probe", config, inputs)
+    if stage.is_complete():
+        print(f"[probe] up to date, skipped ({stage.path})")
+        from rait.fileio import read_json
+
+        return read_json(stage.path / SUMMARY_FILE)
+    resuming = stage.begin()
+    print(f"[probe] {'resuming' if resuming else 'running'} -> {stage.path}")
+    n_shots = SHOTS[task] if cfg.n_shots is None else cfg.n_shots
+    shots_of = {r.id: select_shots(r, pool, n_shots) for r in records}
+    batches = _grouped_batches(records, shots_of, cfg.batch_size)
+    started = time.perf_counter()
+    with ResumableJsonl(stage.path / KNOWLEDGE_FILE) as out:
+        todo = [b for b in batches if any(r.id not in out for r in b)]
+        if todo:
+            engine = load_engine(
+                cfg.model,
+                backend,
+                cfg.batch_size,
+                {
+                    "tensor_parallel_size": cfg.vllm_tensor_parallel_size,
+                    "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
+                },
+            )
+            chat = getattr(engine, "chat", None)
+            if chat is None:
+                chat = engine.lm.use_chat_template
+            encoder = load_encoder(cfg.encoder) if task == "oeqa" else None
+            prober = Prober(cfg, engine, chat, encoder)
+            _run_batches(prober, task, todo, shots_of, out, len(records), progress)
+        rows = [out.rows[r.id] for r in records]
+    summary = _summary(rows, time.perf_counter() - started, backend)
+    write_json(stage.path / SUMMARY_FILE, summary)
+    stage.complete({"knowledge": KNOWLEDGE_FILE, "summary": SUMMARY_FILE})
+    return summary
+
+
+def _run_batches(prober, task, batches, shots_of, out, total, progress) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=total,
+        initial=len(out),
+        unit="q",
+        desc="probe",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    current_group: tuple[str, ...] | None = None
+    group_prompts: dict[tuple[str, ...], list[list[int]]] = {}
+    try:
+        for batch in batches:
+            group = tuple(s.id for s in shots_of[batch[0].id])
+            prompts = [prober.render(r, shots_of[r.id]) for r in batch]
+            if group != current_group and hasattr(prober.engine, "set_shared_prefix"):
+                # the group's common prefix, from the first prompt of the group and its shots
+                # alone, so it is the same however batches are cut or resumed
+                current_group = group
+                if group not in group_prompts:
+                    group_prompts[group] = _group_prefix(prober, batch[0], shots_of)
+                prober.engine.set_shared_prefix(group_prompts[group])
+            rows = (prober.probe_mcqa if task == "mcqa" else prober.probe_oeqa)(batch, prompts)
+            for row in rows:
+                if row["id"] not in out:
+                    out.append(row)
+            bar.update(sum(1 for _ in rows))
+    finally:
+        bar.close()
+
+
+def _group_prefix(prober: Prober, record: QARecord, shots_of) -> list[int]:
+    """Tokens every prompt of a shot group starts with: the rendering of the shots followed by
+    a placeholder question, cut where two different placeholder questions diverge."""
+    from dataclasses import replace
+
+    first = replace(record, id="\x00a", question="\x00a")
+    second = replace(record, id="\x00b", question="\x00b")
+    shots = shots_of[record.id]
+    a = prober.engine.encode(prober.render(first, shots))
+    b = prober.engine.encode(prober.render(second, shots))
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    # back off a few tokens: the question's first characters can merge with what precedes them
+    return a[: max(n - 2, 0)]
