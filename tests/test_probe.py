@@ -58,7 +58,7 @@ def mcqa_rows(n, prefix="q", n_choices=4, domain="capital"):
         country, capital = CAPITALS[i % len(CAPITALS)]
         others = [c for c in names if c != capital][: n_choices - 1]
         gold = i % n_choices
-        choices = others[:gold] + [capital] + others[gold:]
+        choices = [*others[:gold], capital, *others[gold:]]
         rows.append(
             {
                 "id": f"{prefix}{i}",
@@ -208,7 +208,7 @@ def test_oeqa_rows_hold_samples_correctness_and_certainty(tmp_path, tiny_model_d
         "rtuning_u_samples=3",
     )
     run_probe(cfg, tmp_path / "out", progress=False)
-    for row, raw in zip(_rows(tmp_path / "out"), oeqa_rows(5)):
+    for row in _rows(tmp_path / "out"):
         assert row["task"] == "oeqa" and len(row["answers"]) == 4 == len(row["correct"])
         assert row["mu"] == sum(row["correct"]) / 4
         assert all("\n" not in a for a in row["answers"])
@@ -413,7 +413,7 @@ def test_question_longer_than_context(tmp_path, tiny_model_dir):
     rows = mcqa_rows(2)
     rows[1]["question"] = "capital " * 3000
     cfg = _config(tmp_path, tiny_model_dir, rows, mcqa_rows(2, "s"))
-    with pytest.raises(ModelError, match="'q1'.*exceeds the context"):
+    with pytest.raises(ModelError, match=r"'q1'.*exceeds the context"):
         run_probe(cfg, tmp_path / "out", progress=False)
 
 
@@ -421,7 +421,7 @@ def test_empty_answer_list_is_a_data_error(tmp_path, tiny_model_dir):
     rows = oeqa_rows(2)
     rows[1]["answers"] = []
     cfg = _config(tmp_path, tiny_model_dir, rows, oeqa_rows(2, "s"))
-    with pytest.raises(DataError, match="data.jsonl:2.*'answers'"):
+    with pytest.raises(DataError, match=r"data\.jsonl:2.*'answers'"):
         run_probe(cfg, tmp_path / "out", progress=False)
 
 

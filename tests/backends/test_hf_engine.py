@@ -117,5 +117,5 @@ def test_bad_arguments_and_context(lm):
     with pytest.raises(ModelError, match="batch_size"):
         HFEngine(lm, batch_size=0)
     engine.limit = 20
-    with pytest.raises(ModelError, match="'long'.*exceeds the context"):
+    with pytest.raises(ModelError, match=r"'long'.*exceeds the context"):
         engine.next_token_logprobs(["capital " * 30], ["long"])
