@@ -21,6 +21,8 @@ def _config(tmp_path, tiny_model_dir, *extra):
             "n_questions=6",
             "max_new_tokens=4",
             "world_facts.n_cities=60",
+            "probe_questions=4",
+            "n_samples=2",
             *extra,
         ],
     )
@@ -40,7 +42,10 @@ def test_demo_writes_answers_and_summary(tmp_path, tiny_model_dir, capsys):
     assert json.loads((run / "answers" / "summary.json").read_text())["n"] == 6
     for stage in ("data", "answers"):
         assert json.loads((run / stage / "stage.json").read_text())["status"] == "complete"
-    assert "world-facts questions" in capsys.readouterr().out
+    probed = (run / "probe" / "knowledge.jsonl").read_text().splitlines()
+    assert len(probed) == 4 and all(json.loads(r)["task"] == "oeqa" for r in probed)
+    out = capsys.readouterr().out
+    assert "world-facts questions" in out and "Knowledge probe of 4 training questions" in out
 
 
 def test_demo_rerun_is_skipped_and_changed_config_reruns(tmp_path, tiny_model_dir, capsys):
@@ -49,6 +54,7 @@ def test_demo_rerun_is_skipped_and_changed_config_reruns(tmp_path, tiny_model_di
     run_demo(_config(tmp_path, tiny_model_dir))
     out = capsys.readouterr().out
     assert "[data] up to date" in out and "[answers] up to date" in out
+    assert "[probe] up to date" in out
     run_demo(_config(tmp_path, tiny_model_dir, "n_questions=4"))
     out = capsys.readouterr().out
     assert "[data] up to date" in out and "[answers] running" in out

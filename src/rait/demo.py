@@ -1,19 +1,23 @@
 """``rait demo``: the README's main job on the offline default.
 
-Today it builds the world-facts set and has the offline default model (SmolLM2-135M-Instruct)
-answer a sample of its questions greedily with the basic prompt (GRAIT Table 5, 0-shot), then
-prints how many it got right, per relation, with examples. Later stages (probe, build, train,
-evaluate, report) extend it into the full pipeline.
+Today it builds the world-facts set, probes the offline default model's (SmolLM2-135M-Instruct)
+knowledge of a sample of the training questions (µ, σ), and has it answer a sample of the
+in-domain test questions greedily with the basic prompt (GRAIT Table 5, 0-shot), then prints
+the knowledge map and how many answers were right, per relation, with examples. Later stages
+(build, train, evaluate, report) extend it into the full pipeline.
 
 Stages (each cached and resumable in the run directory):
 
 * ``data``: ``rait data world-facts`` into ``RUN/data``;
+* ``probe``: the knowledge probe (µ, σ; METHODS.md section 2) of a sample of the training
+  questions, 3-shot from the dev split, 10 samples each, in ``RUN/probe``;
 * ``answers``: one row per question in ``RUN/answers/answers.jsonl``, written as batches
   finish, and ``RUN/answers/summary.json``.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import defaultdict
@@ -22,11 +26,13 @@ from pathlib import Path
 
 from rait.config import config_to_dict
 from rait.data.files import read_records
+from rait.data.sources import DataSource
 from rait.data.world_facts import SPLITS, WorldFactsConfig, write_world_facts
 from rait.errors import ConfigError
 from rait.fileio import write_json
 from rait.matching import MATCH_MODES, first_line, is_correct_open
 from rait.models import ModelConfig, load_model
+from rait.probe import KNOWLEDGE_FILE, ProbeConfig, run_probe
 from rait.prompts import evaluation_messages
 from rait.rundir import ResumableJsonl, RunDir, Stage
 
@@ -45,6 +51,8 @@ class DemoConfig:
     max_new_tokens: int = 24
     match: str = "contains"
     n_examples: int = 6
+    probe_questions: int = 48
+    n_samples: int = 10
 
     def validate(self) -> None:
         if self.split not in SPLITS:
@@ -57,6 +65,8 @@ class DemoConfig:
             raise ConfigError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
         if self.match not in MATCH_MODES:
             raise ConfigError(f"match must be one of {', '.join(MATCH_MODES)}, got {self.match!r}")
+        if self.probe_questions < 0:
+            raise ConfigError(f"probe_questions must be >= 0, got {self.probe_questions}")
         if self.world_facts.task != "oeqa":
             raise ConfigError(
                 "the demo answers open-ended questions: world_facts.task must be oeqa"
@@ -163,11 +173,49 @@ def run_demo(cfg: DemoConfig) -> dict:
         "match": cfg.match,
         "prompt": "basic (GRAIT Table 5), 0-shot, greedy",
     }
+    probe_report = ""
+    if cfg.probe_questions > 0:
+        probe_cfg = ProbeConfig(
+            model=cfg.model,
+            data=DataSource(
+                "world_facts",
+                str(data_stage.path),
+                "train",
+                sample=cfg.probe_questions,
+                seed=cfg.seed,
+            ),
+            shots=DataSource("world_facts", str(data_stage.path), "dev"),
+            n_samples=cfg.n_samples,
+            batch_size=cfg.batch_size // 2 or 1,
+            match=cfg.match,
+            seed=cfg.seed,
+        )
+        probe_summary = run_probe(probe_cfg, run.root / "probe")
+        probe_report = format_probe_report(run.root / "probe" / KNOWLEDGE_FILE, probe_summary)
     answers = run.run("answers", answer_config, _answer_stage(cfg, data_file), inputs=[data_file])
     with ResumableJsonl(answers.path / "answers.jsonl") as out:
         rows = list(out.rows.values())
     summary = summarize(rows)
     print()
+    if probe_report:
+        print(probe_report + "\n")
     print(format_report(rows, summary, cfg.n_examples, cfg.seed))
     print(f"\nRun directory: {run.root}")
     return summary
+
+
+def format_probe_report(path: Path, summary: dict) -> str:
+    """The knowledge map of the probed training questions, in a few lines."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    counts = summary["mu_histogram"]["counts"]
+    lines = [
+        f"Knowledge probe of {summary['n']} training questions ({rows[0]['task'].upper()}, "
+        f"{len(rows[0].get('answers', [])) or 1} samples each): mean µ {summary['mean_mu']:.2f}, "
+        f"known (µ ≥ 0.5) {summary['known_fraction']:.0%}",
+        "µ histogram (0-0.1 ... 0.9-1): " + " ".join(str(c) for c in counts),
+    ]
+    ranked = sorted(rows, key=lambda r: (-r["mu"], -r["sigma"], r["id"]))
+    for label, row in (("most known", ranked[0]), ("least known", ranked[-1])):
+        answers = ", ".join(repr(a) for a in row.get("answers", [])[:4])
+        lines.append(f"  {label}: {row['id']}  µ={row['mu']:.1f} σ={row['sigma']:.2f}  {answers}")
+    return "\n".join(lines)
