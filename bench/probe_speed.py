@@ -33,7 +33,14 @@ from rait.data.world_facts import WorldFactsConfig, write_world_facts
 from rait.encoders import load_encoder
 from rait.matching import first_line, is_correct_open
 from rait.models import ModelConfig, load_model
-from rait.probe import ProbeConfig, Prober, _group_prefix, _grouped_batches, select_shots
+from rait.probe import (
+    ProbeConfig,
+    Prober,
+    _group_prefix,
+    _grouped_batches,
+    default_batch_size,
+    select_shots,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,13 +104,18 @@ def main() -> int:
     parser.add_argument("--mmlu", default=str(ROOT.parent / "shared" / "data" / "mmlu"))
     parser.add_argument("--n-mcqa", type=int, default=200)
     parser.add_argument("--n-oeqa", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="default: rait probe's own (MCQA on CPU 1, OEQA 8)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "probe_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     lm = load_model(ModelConfig())
-    engine = HFEngine(lm, batch_size=args.batch_size)
+    engine = HFEngine(lm, batch_size=8)
     results: dict = {
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
@@ -128,10 +140,11 @@ def main() -> int:
             )
             pool = load_source(DataSource(format="mmlu", path=str(mmlu / "dev"), split="dev"))
             cfg = ProbeConfig(batch_size=args.batch_size, rtuning=False, backend="hf")
+            engine.batch_size = default_batch_size(cfg, "mcqa", "hf")
             prober = Prober(cfg, engine, lm.use_chat_template)
             shots_of = {r.id: select_shots(r, pool, 5) for r in records}
             start = time.perf_counter()
-            rows = run_rait(prober, records, shots_of, args.batch_size, "mcqa")
+            rows = run_rait(prober, records, shots_of, engine.batch_size, "mcqa")
             t_rait = time.perf_counter() - start
             prompts = [prober.render(r, shots_of[r.id]) for r in records]
             start = time.perf_counter()
@@ -140,6 +153,7 @@ def main() -> int:
             diff = max(abs(r["mu"] - b) for r, b in zip(rows, base_mu))
             results["mcqa"] = {
                 "n": len(records),
+                "batch_size": engine.batch_size,
                 "rait_seconds": t_rait,
                 "baseline_seconds": t_base,
                 "speedup": t_base / t_rait,
@@ -171,11 +185,12 @@ def main() -> int:
             )
             pool = load_source(DataSource(format="world_facts", path=tmp, split="dev"))
         cfg = ProbeConfig(batch_size=args.batch_size, rtuning=False, backend="hf", seed=args.seed)
+        engine.batch_size = default_batch_size(cfg, "oeqa", "hf")
         prober = Prober(cfg, engine, lm.use_chat_template, load_encoder())
         shots_of = {r.id: select_shots(r, pool, 3) for r in records}
         prompts = [prober.render(r, shots_of[r.id]) for r in records]
         start = time.perf_counter()
-        rows = run_rait(prober, records, shots_of, args.batch_size, "oeqa")
+        rows = run_rait(prober, records, shots_of, engine.batch_size, "oeqa")
         t_rait = time.perf_counter() - start
         start = time.perf_counter()
         base_answers = baseline_oeqa(
@@ -195,6 +210,7 @@ def main() -> int:
         base_greedy = baseline_oeqa(lm, prompts, records, 1, 0.0, cfg.max_new_tokens, 0)
         same = sum(first_line(g[0].text) == b[0] for g, b in zip(greedy, base_greedy))
         results["oeqa"] = {
+            "batch_size": engine.batch_size,
             "n": len(records),
             "samples": cfg.n_samples,
             "rait_seconds": t_rait,

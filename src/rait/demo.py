@@ -186,7 +186,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             ),
             shots=DataSource("world_facts", str(data_stage.path), "dev"),
             n_samples=cfg.n_samples,
-            batch_size=cfg.batch_size // 2 or 1,
+            batch_size=None,
             match=cfg.match,
             seed=cfg.seed,
         )

@@ -52,6 +52,9 @@ SUMMARY_FILE = "summary.json"
 class ProbeConfig:
     """Settings of ``rait probe``.
 
+    ``batch_size``: questions per batch; by default 8, except MCQA with the HF backend on a
+    CPU: 1 (scoring ~1,000-token prompts already fills the cores, and padding a batch to its
+    longest question then costs more than batching saves; measured in docs/probe.md).
     ``data``: the questions to probe; ``shots``: the pool the few-shot examples come from
     (another split: MMLU dev/val, world-facts dev); ``n_shots``: default 5 (MCQA) / 3 (OEQA).
     Shots are taken in pool order from the same ``domain`` (else ``subject``) as the question,
@@ -72,7 +75,7 @@ class ProbeConfig:
     rtuning_u_samples: int = 10
     rtuning_u_temperature: float = 0.7
     backend: str = "auto"
-    batch_size: int = 8
+    batch_size: int | None = None
     seed: int = 0
     vllm_tensor_parallel_size: int = 1
     vllm_gpu_memory_utilization: float = 0.85
@@ -92,7 +95,10 @@ class ProbeConfig:
                 self.match in MATCH_MODES,
                 f"match must be one of {', '.join(MATCH_MODES)}, got {self.match!r}",
             ),
-            (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
+            (
+                self.batch_size is None or self.batch_size > 0,
+                f"batch_size must be positive, got {self.batch_size}",
+            ),
             (
                 self.n_shots is None or self.n_shots >= 0,
                 f"n_shots must be >= 0, got {self.n_shots}",
@@ -309,16 +315,34 @@ class Prober:
         return rows
 
 
+def default_batch_size(cfg: ProbeConfig, task: str, backend: str) -> int:
+    """``cfg.batch_size``, or the default described in :class:`ProbeConfig`."""
+    if cfg.batch_size is not None:
+        return cfg.batch_size
+    if task == "mcqa" and backend == "hf":
+        from rait.models import resolve_device
+
+        return 1 if resolve_device(cfg.model.device) == "cpu" else 8
+    return 8
+
+
+def _text_length(record: QARecord) -> int:
+    return len(record.question) + sum(len(c) for c in record.choices or ())
+
+
 def _grouped_batches(
     records: Sequence[QARecord], shots_of: dict[str, list[QARecord]], batch_size: int
 ) -> list[list[QARecord]]:
     """Batches of questions sharing their shots (so their prompts share a prefix), in a
-    fixed order: groups by first appearance, batches cut the same way on every run."""
+    fixed order: groups by first appearance, members by text length (questions of similar
+    length share a batch, so little padding is computed), batches cut the same way on every
+    run."""
     groups: dict[tuple[str, ...], list[QARecord]] = defaultdict(list)
     for record in records:
         groups[tuple(s.id for s in shots_of[record.id])].append(record)
     batches = []
     for members in groups.values():
+        members = sorted(members, key=_text_length)  # stable: ties keep file order
         for start in range(0, len(members), batch_size):
             batches.append(members[start : start + batch_size])
     return batches
@@ -388,7 +412,8 @@ def run_probe(cfg: ProbeConfig, out_dir: str | Path, progress: bool = True) -> d
     print(f"[probe] {'resuming' if resuming else 'running'} -> {stage.path}")
     n_shots = SHOTS[task] if cfg.n_shots is None else cfg.n_shots
     shots_of = {r.id: select_shots(r, pool, n_shots) for r in records}
-    batches = _grouped_batches(records, shots_of, cfg.batch_size)
+    batch_size = default_batch_size(cfg, task, backend)
+    batches = _grouped_batches(records, shots_of, batch_size)
     started = time.perf_counter()
     with ResumableJsonl(stage.path / KNOWLEDGE_FILE) as out:
         todo = [b for b in batches if any(r.id not in out for r in b)]
@@ -396,7 +421,7 @@ def run_probe(cfg: ProbeConfig, out_dir: str | Path, progress: bool = True) -> d
             engine = load_engine(
                 cfg.model,
                 backend,
-                cfg.batch_size,
+                batch_size,
                 {
                     "tensor_parallel_size": cfg.vllm_tensor_parallel_size,
                     "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
