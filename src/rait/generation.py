@@ -18,6 +18,18 @@ def context_limit(model: Any) -> int | None:
     return None
 
 
+def check_context(
+    model_name: str, key: str, n_tokens: int, new_tokens: int, limit: int | None
+) -> None:
+    """A prompt of ``n_tokens`` plus ``new_tokens`` must fit the model's context ``limit``."""
+    if limit is not None and n_tokens + new_tokens > limit:
+        raise ModelError(
+            f"record {key!r}: prompt of {n_tokens} tokens plus {new_tokens} new token(s) "
+            f"exceeds the context of {model_name!r} ({limit} tokens); use fewer shots or a "
+            "model with a longer context"
+        )
+
+
 def generate(
     lm: LoadedModel,
     items: Sequence[tuple[str, str]],
@@ -41,11 +53,7 @@ def generate(
     ]
     limit = context_limit(model)
     for key, ids in encoded:
-        if limit is not None and len(ids) + max_new_tokens > limit:
-            raise ModelError(
-                f"record {key!r}: prompt of {len(ids)} tokens plus {max_new_tokens} new tokens "
-                f"exceeds the context of {lm.name!r} ({limit} tokens)"
-            )
+        check_context(lm.name, key, len(ids), max_new_tokens, limit)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][1]))
     pad_id = tokenizer.pad_token_id
     if seed is not None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rait.errors import ModelError
-from rait.generation import context_limit
+from rait.generation import check_context, context_limit
 from rait.models import LoadedModel
 
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate cache
@@ -90,12 +90,7 @@ class HFEngine:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
     def check_length(self, key: str, n_tokens: int, new_tokens: int) -> None:
-        if self.limit is not None and n_tokens + new_tokens > self.limit:
-            raise ModelError(
-                f"record {key!r}: prompt of {n_tokens} tokens plus {new_tokens} new token(s) "
-                f"exceeds the context of {self.lm.name!r} ({self.limit} tokens); use fewer "
-                "shots or a model with a longer context"
-            )
+        check_context(self.lm.name, key, n_tokens, new_tokens, self.limit)
 
     def _ends_line(self, token_id: int) -> bool:
         known = self._newline_token.get(token_id)

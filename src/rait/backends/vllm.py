@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from rait.backends.hf import Completion
 from rait.errors import ModelError
+from rait.generation import check_context
 from rait.models import ModelConfig, resolve_model_source, use_chat_template
 
 
@@ -59,11 +60,7 @@ class VLLMEngine:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
     def check_length(self, key: str, n_tokens: int, new_tokens: int) -> None:
-        if self.limit is not None and n_tokens + new_tokens > self.limit:
-            raise ModelError(
-                f"record {key!r}: prompt of {n_tokens} tokens plus {new_tokens} new token(s) "
-                f"exceeds the context of {self.model_name!r} ({self.limit} tokens)"
-            )
+        check_context(self.model_name, key, n_tokens, new_tokens, self.limit)
 
     def set_shared_prefix(self, tokens: Sequence[int]) -> None:
         """vLLM finds shared prefixes itself (automatic prefix caching)."""
