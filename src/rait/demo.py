@@ -216,6 +216,8 @@ def format_probe_report(path: Path, summary: dict) -> str:
     ]
     ranked = sorted(rows, key=lambda r: (-r["mu"], -r["sigma"], r["id"]))
     for label, row in (("most known", ranked[0]), ("least known", ranked[-1])):
-        answers = ", ".join(repr(a) for a in row.get("answers", [])[:4])
+        answers = ", ".join(
+            repr(a if len(a) <= 30 else a[:29] + "…") for a in row.get("answers", [])[:4]
+        )
         lines.append(f"  {label}: {row['id']}  µ={row['mu']:.1f} σ={row['sigma']:.2f}  {answers}")
     return "\n".join(lines)
