@@ -40,7 +40,7 @@ from rait.encoders import DEFAULT_ENCODER, load_encoder, mean_pairwise_cosine
 from rait.errors import ConfigError, DataError, ModelError
 from rait.fileio import write_json
 from rait.matching import MATCH_MODES, first_line, is_correct_open, normalize_answer
-from rait.models import ModelConfig
+from rait.models import ModelConfig, render_prompt
 from rait.prompts import SHOTS, knowledge_query_messages
 from rait.rundir import ResumableJsonl, Stage
 
@@ -205,13 +205,7 @@ class Prober:
 
     def render(self, record: QARecord, shots: Sequence[QARecord]) -> str:
         messages = knowledge_query_messages(record, shots)
-        if self.chat:
-            return self.engine.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-        from rait.models import render_prompt
-
-        return render_prompt(self.engine.tokenizer, messages, chat=False)
+        return render_prompt(self.engine.tokenizer, messages, self.chat)
 
     def probe_mcqa(self, records: Sequence[QARecord], prompts: Sequence[str]) -> list[dict]:
         import torch
