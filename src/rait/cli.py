@@ -138,6 +138,61 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rait.config import load_config
+    from rait.evaluate import EvalConfig, format_metrics, run_eval
+
+    overrides = list(args.set or [])
+    flags = {
+        "model.name": args.model,
+        "model.adapter": args.adapter,
+        "data.path": args.data,
+        "data.format": args.format,
+        "data.split": args.split,
+        "data.sample": args.sample,
+        "method": args.method,
+        "prompt": args.prompt,
+        "test_set": args.test_set,
+        "role": args.role,
+        "match": args.match,
+        "confidence": args.confidence,
+        "baseline": args.baseline,
+        "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens,
+        "backend": args.backend,
+    }
+    overrides += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    if args.refusal_phrase:
+        overrides.append("refusal_phrases=" + _yaml_list(args.refusal_phrase))
+    cfg = load_config(EvalConfig, args.config, overrides)
+    result = run_eval(cfg, args.out)
+    print(format_metrics(result))
+    print(f"predictions in {args.out}/predictions.jsonl, metrics in {args.out}/metrics.json")
+    return 0
+
+
+def _yaml_list(items: Sequence[str]) -> str:
+    import json
+
+    return json.dumps(list(items))  # JSON is YAML
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from rait.fileio import atomic_open, write_json
+    from rait.results import find_metrics, load_results, results_json, results_table
+
+    results = load_results(find_metrics(args.paths))
+    table = results_table(results, args.title)
+    print(table)
+    if args.out:
+        with atomic_open(args.out) as handle:
+            handle.write(table + "\n")
+        json_path = os.path.splitext(args.out)[0] + ".json"
+        write_json(json_path, results_json(results))
+        print(f"\nwritten to {args.out} and {json_path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rait.config import load_config
     from rait.demo import DemoConfig, run_demo
@@ -220,6 +275,52 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--config", help="YAML file with ProbeConfig fields")
     probe.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
     probe.set_defaults(func=cmd_probe)
+
+    ev = sub.add_parser(
+        "eval", help="stage 4: answer a test set 0-shot, classify, score (METHODS §7)"
+    )
+    ev.add_argument("--out", required=True, help="output folder (predictions.jsonl, metrics.json)")
+    ev.add_argument("--model", help="model name, hub id or folder (default: offline SmolLM2)")
+    ev.add_argument("--adapter", help="a PEFT adapter folder trained on --model")
+    ev.add_argument("--data", help="the test set: a file or folder")
+    ev.add_argument("--format", help="format of --data (default: by extension)")
+    ev.add_argument("--split", help="split of --data (world_facts / benchmark split)")
+    ev.add_argument("--sample", type=int, help="evaluate this many questions (seeded)")
+    ev.add_argument(
+        "--method", help="row label: init-basic (basic prompt), init-refuse, cor-rait, ..."
+    )
+    ev.add_argument("--prompt", choices=("auto", "refuse", "basic"))
+    ev.add_argument("--test-set", dest="test_set", help="column label (default: the split)")
+    ev.add_argument("--role", choices=("id", "ood"), help="in-domain or out-of-domain test set")
+    ev.add_argument("--match", choices=("contains", "em"))
+    ev.add_argument(
+        "--refusal-phrase",
+        dest="refusal_phrase",
+        action="append",
+        help="a refusal phrase (repeatable; replaces the default list)",
+    )
+    ev.add_argument(
+        "--confidence",
+        choices=("answer", "padding"),
+        help="answer probability, or R-Tuning padding's sure-probability mix",
+    )
+    ev.add_argument(
+        "--baseline", help="Init-Basic's eval folder on the same test set (for THS, honesty)"
+    )
+    ev.add_argument("--batch-size", dest="batch_size", type=int)
+    ev.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
+    ev.add_argument("--backend", choices=("auto", "hf", "vllm"))
+    ev.add_argument("--config", help="YAML file with EvalConfig fields")
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    ev.set_defaults(func=cmd_eval)
+
+    table = sub.add_parser(
+        "table", help="the results table (Pc, Pw, THS per test set) from eval folders"
+    )
+    table.add_argument("paths", nargs="+", help="metrics.json files or folders holding them")
+    table.add_argument("--out", help="write the Markdown table here (and the JSON beside it)")
+    table.add_argument("--title", help="a title line above the table")
+    table.set_defaults(func=cmd_table)
 
     demo = sub.add_parser("demo", help="the main job on the offline default (see README)")
     demo.add_argument("--run-dir", dest="run_dir")

@@ -45,6 +45,8 @@ class ModelConfig:
     ``device``: ``auto`` = ``cuda`` when available, else ``cpu``.
     ``chat_template``: ``auto`` uses the tokenizer's chat template when it has one; ``always``
     requires one; ``never`` uses plain text.
+    ``adapter``: a PEFT (LoRA) adapter folder trained on ``name`` (as ``rait train`` writes it);
+    for inference it is merged into the base weights once after loading.
     """
 
     name: str = OFFLINE_DEFAULT
@@ -54,6 +56,7 @@ class ModelConfig:
     device: str = "auto"
     chat_template: str = "auto"
     trust_remote_code: bool = False
+    adapter: str | None = None
 
     def validate(self) -> None:
         if not self.name or not self.name.strip():
@@ -65,6 +68,13 @@ class ModelConfig:
                 f"model.chat_template must be one of {', '.join(CHAT_TEMPLATE_MODES)}, "
                 f"got {self.chat_template!r}"
             )
+        if self.adapter is not None:
+            adapter = Path(self.adapter)
+            if not (adapter / "adapter_config.json").is_file():
+                raise ConfigError(
+                    f"model.adapter {self.adapter!r} is not a PEFT adapter folder "
+                    "(no adapter_config.json there)"
+                )
 
 
 @dataclass
@@ -259,9 +269,24 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except Exception as exc:
         raise _explain_load_error(cfg, source, exc) from None
+    if cfg.adapter:
+        model = _merge_adapter(model, cfg.adapter)
     model.to(device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name=cfg.name, use_chat_template=chat)
+
+
+def _merge_adapter(model: Any, adapter: str) -> Any:
+    """Load a PEFT adapter onto ``model`` and merge it (inference then costs what the base
+    model costs)."""
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, adapter)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load adapter {adapter!r} onto this model: {reason}") from None
+    return peft_model.merge_and_unload()
 
 
 # --------------------------------------------------------------------------- prompts

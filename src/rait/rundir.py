@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rait.errors import ConfigError
 from rait.fileio import dumps, file_digest, read_json, stable_hash, write_json
 
 MANIFEST = "stage.json"
@@ -87,6 +88,11 @@ class Stage:
             and manifest.get("fingerprint") == current
         )
         if not resuming and self.path.exists():
+            if manifest is None and any(self.path.iterdir()):
+                raise ConfigError(
+                    f"{self.path} exists and is not a rait stage folder (no {MANIFEST}); "
+                    "refusing to replace it: choose a new or empty output folder"
+                )
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(

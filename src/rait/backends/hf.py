@@ -5,7 +5,11 @@ Two operations serve the probe and the evaluation:
 * :meth:`HFEngine.next_token_logprobs` -- one forward pass per prompt, the log-softmax of the
   next token at the answer position (MCQA option letters);
 * :meth:`HFEngine.sample` -- ``n`` continuations per prompt, greedy or at a temperature, each
-  stopped at the end of its first non-empty line (or EOS), with every token's log-probability.
+  stopped at the end of its first non-empty line (or EOS), with every token's log-probability
+  (and, on request, the log-probabilities of chosen candidates at the first step: the option
+  letters of an MCQA answer);
+* :meth:`HFEngine.continuation_logprobs` -- the log-probability of given continuations of each
+  prompt (R-Tuning's "I am sure" / "I am unsure").
 
 Speed without approximation:
 
@@ -46,6 +50,7 @@ class Completion:
     token_ids: list[int] = field(default_factory=list)
     token_logprobs: list[float] = field(default_factory=list)
     finished_by: str = "length"  # "eos", "newline" or "length"
+    first_token_logprobs: list[float] | None = None  # of the ``score_first`` candidates
 
 
 def _common_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
@@ -115,9 +120,10 @@ class HFEngine:
             out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
         self._prefix = (tuple(tokens), out.past_key_values)
 
-    def _prefix_cache(self, token_lists: Sequence[Sequence[int]]) -> tuple[int, Any]:
-        """The length of the shared prefix used and its cache (batch 1), memoised."""
-        shared = min(_common_prefix_length(token_lists), min(len(t) for t in token_lists) - 1)
+    def _prefix_cache(self, token_lists: Sequence[Sequence[int]], keep: int = 1) -> tuple[int, Any]:
+        """The length of the shared prefix used and its cache (batch 1), memoised. At least
+        ``keep`` tokens of every row stay outside the prefix (their logits are wanted)."""
+        shared = min(_common_prefix_length(token_lists), min(len(t) for t in token_lists) - keep)
         if self._prefix is not None:
             tokens, cache = self._prefix
             n = len(tokens)
@@ -129,17 +135,18 @@ class HFEngine:
         assert self._prefix is not None
         return shared, self._prefix[1]
 
-    def _prefill(self, token_lists: Sequence[Sequence[int]]):
+    def _prefill(self, token_lists: Sequence[Sequence[int]], keep: int = 1):
         """Run the prompts (after their shared prefix) in one batch.
 
         Layout per row: ``[shared prefix][left padding][rest of the prompt]``; the padding is
         masked and positions continue from the prefix, so every row's last column is its
-        answer position. Returns (last logits [B, V], cache, attention mask, next positions).
+        answer position. Returns (last logits [B, V], cache, attention mask, next positions);
+        with ``keep > 1`` the logits of the last ``keep`` columns, [B, keep, V].
         """
         torch = self._torch
         from transformers import DynamicCache
 
-        n_prefix, prefix_cache = self._prefix_cache(token_lists)
+        n_prefix, prefix_cache = self._prefix_cache(token_lists, keep)
         rows = len(token_lists)
         suffixes = [list(t[n_prefix:]) for t in token_lists]
         width = max(len(s) for s in suffixes)
@@ -163,12 +170,13 @@ class HFEngine:
                 position_ids=positions.to(self.device),
                 past_key_values=cache,
                 use_cache=True,
-                logits_to_keep=1,
+                logits_to_keep=keep,
             )
         next_positions = torch.tensor(
             [n_prefix + len(s) for s in suffixes], dtype=torch.long, device=self.device
         )
-        return out.logits[:, -1, :].float(), out.past_key_values, attention, next_positions
+        logits = out.logits[:, -1, :] if keep == 1 else out.logits[:, -keep:, :]
+        return logits.float(), out.past_key_values, attention, next_positions
 
     # ------------------------------------------------------------------ scoring
     def next_token_logprobs(self, prompts: Sequence[str], keys: Sequence[str]):
@@ -193,6 +201,47 @@ class HFEngine:
         logprobs = self.next_token_logprobs(prompts, keys)
         return [[float(logprobs[i, int(t)]) for t in ids] for i, ids in enumerate(candidates)]
 
+    def continuation_tokens(self, prompt: str, continuation: str) -> list[int]:
+        """The tokens ``continuation`` adds after ``prompt``, read off the tokenisation of the
+        joined text (so " sure" merges with its space as the tokenizer merges it)."""
+        base = self.encode(prompt)
+        full = self.encode(prompt + continuation)
+        if full[: len(base)] == base and len(full) > len(base):
+            return full[len(base) :]
+        return self.encode(continuation)
+
+    def continuation_logprobs(
+        self,
+        prompts: Sequence[str],
+        keys: Sequence[str],
+        continuations: Sequence[Sequence[str]],
+    ) -> list[list[float]]:
+        """For each prompt, the log-probability of each of its continuations: the sum of the
+        continuation tokens' log-probabilities, each given the prompt and the tokens before."""
+        torch = self._torch
+        rows: list[tuple[int, list[int], int]] = []  # (prompt index, full tokens, n continued)
+        for i, (prompt, key) in enumerate(zip(prompts, keys)):
+            base = self.encode(prompt)
+            for text in continuations[i]:
+                added = self.continuation_tokens(prompt, text)
+                if not added:
+                    raise ModelError(f"{key}: continuation {text!r} has no tokens")
+                self.check_length(key, len(base) + len(added), 0)
+                rows.append((i, base + added, len(added)))
+        scores: list[list[float]] = [[] for _ in prompts]
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            keep = max(n for _, _, n in chunk) + 1
+            logits, *_ = self._prefill([tokens for _, tokens, _ in chunk], keep=keep)
+            logp = torch.log_softmax(logits, dim=-1)
+            for b, (i, tokens, n) in enumerate(chunk):
+                targets = tokens[-n:]
+                # column keep-1 predicts the token after the row; keep-1-n .. keep-2 predict
+                # the n continuation tokens
+                total = sum(float(logp[b, keep - 1 - n + t, targets[t]]) for t in range(n))
+                scores[i].append(total)
+        return scores
+
     # ------------------------------------------------------------------ sampling
     def sample(
         self,
@@ -203,9 +252,12 @@ class HFEngine:
         max_new_tokens: int,
         seeds: Sequence[Sequence[int]] | None = None,
         stop_at_first_line: bool = True,
+        score_first: Sequence[Sequence[int]] | None = None,
     ) -> list[list[Completion]]:
         """``n`` completions per prompt; ``temperature == 0`` is greedy (then ``n`` must be 1
-        or the samples are identical). ``seeds[i][k]`` seeds sample ``k`` of prompt ``i``."""
+        or the samples are identical). ``seeds[i][k]`` seeds sample ``k`` of prompt ``i``.
+        ``score_first[i]``: token ids whose log-probabilities at the first generated position
+        are returned in each completion's ``first_token_logprobs``."""
         if n <= 0:
             raise ModelError(f"number of samples must be positive, got {n}")
         if temperature < 0:
@@ -218,14 +270,23 @@ class HFEngine:
         for start in range(0, len(token_lists), step):
             chunk = token_lists[start : start + step]
             chunk_seeds = None if seeds is None else seeds[start : start + step]
+            chunk_first = None if score_first is None else score_first[start : start + step]
             results.extend(
                 self._sample_batch(
-                    chunk, n, temperature, max_new_tokens, chunk_seeds, stop_at_first_line
+                    chunk,
+                    n,
+                    temperature,
+                    max_new_tokens,
+                    chunk_seeds,
+                    stop_at_first_line,
+                    chunk_first,
                 )
             )
         return results
 
-    def _sample_batch(self, token_lists, n, temperature, max_new_tokens, seeds, first_line):
+    def _sample_batch(
+        self, token_lists, n, temperature, max_new_tokens, seeds, first_line, score_first=None
+    ):
         torch = self._torch
         logits, cache, attention, positions = self._prefill(token_lists)
         if n > 1:
@@ -244,9 +305,14 @@ class HFEngine:
         tokens: list[list[int]] = [[] for _ in range(n_rows)]
         logprobs: list[list[float]] = [[] for _ in range(n_rows)]
         finished_by = ["length"] * n_rows
+        first_scores: list[list[float] | None] = [None] * n_rows
         active = list(range(n_rows))  # row index of each batch position
         for step in range(max_new_tokens):
             model_logp = torch.log_softmax(logits, dim=-1)
+            if step == 0 and score_first is not None:
+                for row in range(n_rows):
+                    ids = [int(t) for t in score_first[row // n]]
+                    first_scores[row] = model_logp[row, ids].tolist()
             if temperature > 0:
                 sample_probs = torch.softmax(logits / temperature, dim=-1).cpu()
                 chosen = [
@@ -298,5 +364,7 @@ class HFEngine:
         completions = []
         for row in range(n_rows):
             text = self.tokenizer.decode(tokens[row], skip_special_tokens=True)
-            completions.append(Completion(text, tokens[row], logprobs[row], finished_by[row]))
+            completions.append(
+                Completion(text, tokens[row], logprobs[row], finished_by[row], first_scores[row])
+            )
         return [completions[i * n : (i + 1) * n] for i in range(len(token_lists))]

@@ -38,6 +38,17 @@ class VLLMEngine:
         if gguf_file:
             raise ModelError("the vLLM backend needs a safetensors model, not a GGUF file")
         dtype = "auto" if model_cfg.dtype == "auto" else model_cfg.dtype
+        lora: dict = {}
+        self.lora_request = None
+        if model_cfg.adapter:
+            import json
+            from pathlib import Path
+
+            from vllm.lora.request import LoRARequest
+
+            adapter_cfg = json.loads((Path(model_cfg.adapter) / "adapter_config.json").read_text())
+            lora = {"enable_lora": True, "max_lora_rank": int(adapter_cfg.get("r", 16))}
+            self.lora_request = LoRARequest("rait", 1, model_cfg.adapter)
         try:
             self.llm = vllm.LLM(
                 model=source,
@@ -48,6 +59,7 @@ class VLLMEngine:
                 tensor_parallel_size=tensor_parallel_size,
                 gpu_memory_utilization=gpu_memory_utilization,
                 max_model_len=max_model_len,
+                **lora,
             )
         except Exception as exc:
             raise ModelError(f"vLLM cannot load model {model_cfg.name!r}: {exc}") from None
@@ -55,6 +67,11 @@ class VLLMEngine:
         self.chat = use_chat_template(self.tokenizer, model_cfg.chat_template, model_cfg.name)
         self.model_name = model_cfg.name
         self.limit = getattr(self.llm.llm_engine.model_config, "max_model_len", None)
+
+    def _generate(self, requests, params):
+        if self.lora_request is None:
+            return self.llm.generate(requests, params, use_tqdm=False)
+        return self.llm.generate(requests, params, use_tqdm=False, lora_request=self.lora_request)
 
     def encode(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -76,12 +93,42 @@ class VLLMEngine:
             for token in candidates[i]:
                 requests.append({"prompt_token_ids": [*ids, int(token)]})
                 index.append(i)
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        outputs = self._generate(requests, params)
         result: list[list[float]] = [[] for _ in prompts]
         for i, out in zip(index, outputs):
             last = out.prompt_logprobs[-1]
             token = out.prompt_token_ids[-1]
             result[i].append(float(last[token].logprob))
+        return result
+
+    def continuation_logprobs(
+        self,
+        prompts: Sequence[str],
+        keys: Sequence[str],
+        continuations: Sequence[Sequence[str]],
+    ) -> list[list[float]]:
+        """For each prompt, the summed log-probability of each continuation's tokens
+        (``prompt_logprobs`` of the joined sequence)."""
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        requests, index = [], []
+        for i, (prompt, key) in enumerate(zip(prompts, keys)):
+            base = self.encode(prompt)
+            for text in continuations[i]:
+                full = self.encode(prompt + text)
+                added = full[len(base) :] if full[: len(base)] == base else self.encode(text)
+                if not added:
+                    raise ModelError(f"{key}: continuation {text!r} has no tokens")
+                self.check_length(key, len(base) + len(added), 1)
+                requests.append({"prompt_token_ids": [*base, *added]})
+                index.append((i, len(added)))
+        outputs = self._generate(requests, params)
+        result: list[list[float]] = [[] for _ in prompts]
+        for (i, n), out in zip(index, outputs):
+            ids = out.prompt_token_ids
+            entries = out.prompt_logprobs
+            result[i].append(
+                sum(float(entries[t][ids[t]].logprob) for t in range(len(ids) - n, len(ids)))
+            )
         return result
 
     def sample(
@@ -93,7 +140,11 @@ class VLLMEngine:
         max_new_tokens: int,
         seeds: Sequence[Sequence[int]] | None = None,
         stop_at_first_line: bool = True,
+        score_first: Sequence[Sequence[int]] | None = None,
     ) -> list[list[Completion]]:
+        first = None
+        if score_first is not None:  # extra requests, cheap with prefix caching
+            first = self.candidate_logprobs(prompts, keys, score_first)
         requests, params = [], []
         for i, (prompt, key) in enumerate(zip(prompts, keys)):
             ids = self.encode(prompt)
@@ -111,9 +162,9 @@ class VLLMEngine:
                     logprobs=0,
                 )
             )
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        outputs = self._generate(requests, params)
         results = []
-        for out in outputs:
+        for i, out in enumerate(outputs):
             completions = []
             for seq in out.outputs:
                 logprobs = []
@@ -122,6 +173,14 @@ class VLLMEngine:
                 reason = {"stop": "newline", "length": "length"}.get(seq.finish_reason, "eos")
                 if seq.finish_reason == "stop" and seq.stop_reason is None:
                     reason = "eos"
-                completions.append(Completion(seq.text, list(seq.token_ids), logprobs, reason))
+                completions.append(
+                    Completion(
+                        seq.text,
+                        list(seq.token_ids),
+                        logprobs,
+                        reason,
+                        None if first is None else list(first[i]),
+                    )
+                )
             results.append(completions)
         return results

@@ -1,0 +1,141 @@
+"""Results tables in the papers' layout: one row per method, for each test set (in-domain
+first, then out-of-domain) the columns Pc↑, Pw↓ and THS↑, ×100 with one decimal.
+
+The table is built from the ``metrics.json`` files that ``rait eval`` writes; runs add rows
+by adding evaluations. CLI: ``rait table PATH... [--out results.md]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from rait.errors import DataError, Location
+from rait.evaluate import METRICS_FILE
+
+# the papers' row order: baselines, then each family of methods with its ablations
+METHOD_ORDER = (
+    "init-basic",
+    "init-refuse",
+    "van-tuning",
+    "cor-rait",
+    "rtuning-padding",
+    "rtuning-replace",
+    "rtuning-u",
+    "corcer-rait",
+    "craft-no-cer",
+    "craft-no-flow",
+    "craft",
+    "grait-no-o1",
+    "grait-no-o2",
+    "grait",
+)
+_REQUIRED = ("method", "test_set", "role", "pc", "pw", "ths")
+
+
+def find_metrics(paths: Iterable[str | Path]) -> list[Path]:
+    """``metrics.json`` files: the paths themselves, or found under folders (sorted)."""
+    found: list[Path] = []
+    for path in paths:
+        p = Path(path)
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            found.extend(sorted(p.rglob(METRICS_FILE)))
+        else:
+            raise DataError("no such file or folder", Location(str(p)))
+    if not found:
+        raise DataError(f"no {METRICS_FILE} found in {', '.join(map(str, paths))}")
+    return found
+
+
+def load_results(files: Sequence[Path]) -> list[dict]:
+    """Read and check metrics files; a method evaluated twice on one test set is an error."""
+    results, seen = [], {}
+    for file in files:
+        try:
+            data = json.loads(Path(file).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"not valid JSON ({exc.msg})", Location(str(file), exc.lineno)
+            ) from None
+        if not isinstance(data, dict):
+            raise DataError("expected a JSON object", Location(str(file)))
+        for key in _REQUIRED:
+            if key not in data:
+                raise DataError("missing field", Location(str(file), field=key))
+        key = (data["method"], data["test_set"])
+        if key in seen:
+            raise DataError(
+                f"method {key[0]!r} on test set {key[1]!r} appears twice (also in {seen[key]})",
+                Location(str(file)),
+            )
+        seen[key] = str(file)
+        data["_file"] = str(file)
+        results.append(data)
+    return results
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def table_columns(results: Sequence[dict]) -> list[tuple[str, str]]:
+    """(test_set, role) pairs: in-domain first, then out-of-domain, each by first appearance."""
+    columns: list[tuple[str, str]] = []
+    for role in ("id", "ood"):
+        for r in results:
+            col = (r["test_set"], r["role"])
+            if r["role"] == role and col not in columns:
+                columns.append(col)
+    return columns
+
+
+def results_table(results: Sequence[dict], title: str | None = None) -> str:
+    """The Markdown table (GitHub flavour): Pc↑, Pw↓, THS↑ per test set, ×100, one decimal.
+
+    THS that is undefined (the baseline makes no error) shows as "undef."; a method not
+    evaluated on a test set shows "–".
+    """
+    columns = table_columns(results)
+    cells = {(r["method"], r["test_set"]): r for r in results}
+    methods = sorted({r["method"] for r in results}, key=_method_rank)
+    header = ["Method"]
+    for test_set, role in columns:
+        label = f"{test_set} ({role.upper()})"
+        header += [f"{label} Pc↑", "Pw↓", "THS↑"]
+    lines = []
+    if title:
+        lines += [f"**{title}**", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for method in methods:
+        row = [method]
+        for test_set, _role in columns:
+            r = cells.get((method, test_set))
+            if r is None:
+                row += ["–", "–", "–"]
+                continue
+            ths = (
+                _pct(r["ths"]) if r["ths"] is not None else ("undef." if r.get("baseline") else "–")
+            )
+            row += [_pct(r["pc"]), _pct(r["pw"]), ths]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def results_json(results: Sequence[dict]) -> dict:
+    """The machine-readable form of the table."""
+    keep = ("method", "test_set", "role", "n", "pc", "pw", "pr", "ths", "ap", "ece", "model")
+    return {
+        "columns": [{"test_set": t, "role": r} for t, r in table_columns(results)],
+        "rows": [
+            {k: r.get(k) for k in keep} | {"source": r["_file"]}
+            for r in sorted(results, key=lambda r: (_method_rank(r["method"]), r["test_set"]))
+        ],
+    }
