@@ -193,6 +193,35 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crss(args: argparse.Namespace) -> int:
+    from rait.config import load_config
+    from rait.fileio import write_json
+    from rait.representations import CrssConfig, run_crss
+
+    overrides = list(args.set or [])
+    flags = {
+        "model.name": args.model,
+        "model.adapter": args.adapter,
+        "data.path": args.data,
+        "data.format": args.format,
+        "data.split": args.split,
+        "knowledge": args.knowledge,
+        "built": args.built,
+        "tau_mu": args.tau_mu,
+        "tau_sim": args.tau_sim,
+    }
+    overrides += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    result = run_crss(load_config(CrssConfig, args.config, overrides))
+    print(
+        f"CRSS {result['crss']:.1%} at τ_sim {result['tau_sim']} "
+        f"({result['n_idk']} IdK vs {result['n_van']} vanilla samples; {result['split']})"
+    )
+    if args.out:
+        write_json(args.out, result)
+        print(f"written to {args.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rait.config import load_config
     from rait.demo import DemoConfig, run_demo
@@ -321,6 +350,23 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", help="write the Markdown table here (and the JSON beside it)")
     table.add_argument("--title", help="a title line above the table")
     table.set_defaults(func=cmd_table)
+
+    crss = sub.add_parser(
+        "crss", help="conflict rate of similar vanilla/IdK samples (CRaFT section 3.2)"
+    )
+    crss.add_argument("--data", help="the training questions: a file or folder")
+    crss.add_argument("--format", help="format of --data (default: by extension)")
+    crss.add_argument("--split", help="split of --data")
+    crss.add_argument("--knowledge", help="a probe's knowledge.jsonl (Cor-RAIT split at tau_mu)")
+    crss.add_argument("--built", help="a built RAIT set (its kind column: van/idk)")
+    crss.add_argument("--model", help="model name, hub id or folder (default: offline SmolLM2)")
+    crss.add_argument("--adapter", help="a PEFT adapter folder trained on --model")
+    crss.add_argument("--tau-mu", dest="tau_mu", type=float)
+    crss.add_argument("--tau-sim", dest="tau_sim", type=float)
+    crss.add_argument("--out", help="write the result as JSON here")
+    crss.add_argument("--config", help="YAML file with CrssConfig fields")
+    crss.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    crss.set_defaults(func=cmd_crss)
 
     demo = sub.add_parser("demo", help="the main job on the offline default (see README)")
     demo.add_argument("--run-dir", dest="run_dir")

@@ -31,7 +31,6 @@ only recomputes the metrics (so a baseline given later just fills in THS).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -47,7 +46,7 @@ from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
 from rait.errors import ConfigError, DataError, Location
-from rait.fileio import read_json, write_json
+from rait.fileio import read_json, read_jsonl_rows, write_json
 from rait.matching import (
     MATCH_MODES,
     extract_option_letter,
@@ -374,25 +373,14 @@ def load_baseline(path: str | Path, ids: Sequence[str]) -> list[dict]:
         if manifest.get("status") != "complete":
             raise ConfigError(f"baseline {str(path)!r} is unfinished; run its evaluation first")
     rows: dict[str, dict] = {}
-    with open(file, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"not valid JSON ({exc.msg})", Location(str(file), number)
-                ) from None
-            for key in ("id", "verdict"):
-                if key not in row:
-                    raise DataError("missing field", Location(str(file), number, field=key))
-            if row["verdict"] not in M.VERDICTS:
-                raise DataError(
-                    f"verdict {row['verdict']!r} is not one of {', '.join(M.VERDICTS)}",
-                    Location(str(file), number, field="verdict"),
-                )
-            rows[str(row["id"])] = row
+    for row in read_jsonl_rows(file, ("id", "verdict")):
+        if row["verdict"] not in M.VERDICTS:
+            raise DataError(
+                f"verdict {row['verdict']!r} is not one of {', '.join(M.VERDICTS)}",
+                Location(str(file), row.pop("_line"), field="verdict"),
+            )
+        row.pop("_line")
+        rows[str(row["id"])] = row
     missing = [i for i in ids if i not in rows]
     if missing:
         raise DataError(

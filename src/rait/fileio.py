@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -83,3 +83,36 @@ def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_jsonl_rows(path: str | os.PathLike[str], required: Sequence[str] = ()) -> list[dict]:
+    """The objects of a JSONL file, each with its line number under ``"_line"``. Any problem
+    (unreadable, not UTF-8, bad JSON, not an object, a missing ``required`` field, no rows)
+    is a :class:`~rait.errors.DataError` naming the file, line and field."""
+    from rait.errors import DataError, Location
+
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror}", Location(where)) from None
+    except UnicodeDecodeError:
+        raise DataError("not UTF-8 text", Location(where)) from None
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg})", Location(where, number)) from None
+        if not isinstance(row, dict):
+            raise DataError("expected a JSON object", Location(where, number))
+        for key in required:
+            if key not in row:
+                raise DataError("missing field", Location(where, number, field=key))
+        row["_line"] = number
+        rows.append(row)
+    if not rows:
+        raise DataError("the file has no rows", Location(where))
+    return rows

@@ -119,3 +119,131 @@ def test_bad_arguments_and_context(lm):
     engine.limit = 20
     with pytest.raises(ModelError, match=r"'long'.*exceeds the context"):
         engine.next_token_logprobs(["capital " * 30], ["long"])
+
+
+# --------------------------------------------------------------------------- score_first
+def _full_forward_logprobs(lm, tokens):
+    """log_softmax of every position of one unpadded forward pass (no cache, no prefix)."""
+    ids = torch.tensor([list(tokens)], dtype=torch.long)
+    with torch.no_grad():
+        logits = lm.model(input_ids=ids, use_cache=False).logits[0].float()
+    return torch.log_softmax(logits, dim=-1)
+
+
+# prompts of different lengths: the few-shot prefix is shared, the questions are not
+SCORE_QUESTIONS = ["Chile?", "Capital of Spain?", "In which country is the city of Lyon? Why?"]
+SCORE_CANDIDATES = [[10, 11, 12, 13], [269, 0, 305], [7, 286, 297, 90, 91]]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_score_first_equals_full_forward(lm, batch_size):
+    prompts = _prompts(lm, SCORE_QUESTIONS)
+    engine = HFEngine(lm, batch_size=batch_size)
+    lengths = {len(engine.encode(p)) for p in prompts}
+    assert len(lengths) == len(prompts)  # really of different lengths
+    out = engine.sample(prompts, list("abc"), 1, 0.0, 3, score_first=SCORE_CANDIDATES)
+    # the same numbers as next_token_logprobs, which takes the same path
+    scored = engine.candidate_logprobs(prompts, list("abc"), SCORE_CANDIDATES)
+    assert [g[0].first_token_logprobs for g in out] == [
+        pytest.approx(row, abs=1e-6) for row in scored
+    ]
+    for prompt, candidates, group in zip(prompts, SCORE_CANDIDATES, out):
+        want = _full_forward_logprobs(lm, engine.encode(prompt))[-1]
+        (completion,) = group
+        assert completion.first_token_logprobs is not None
+        torch.testing.assert_close(
+            torch.tensor(completion.first_token_logprobs),
+            want[candidates],
+            atol=1e-5,
+            rtol=1e-5,  # float32 noise of the cached path on logits of about -10
+        )
+        # greedy: the first generated token is the reference's argmax (unless EOS came first)
+        if completion.token_ids:
+            assert completion.token_ids[0] == int(want.argmax())
+            assert completion.token_logprobs[0] == pytest.approx(float(want.max()), abs=1e-5)
+
+
+def test_score_first_is_shared_by_all_samples_of_a_prompt(lm):
+    prompts = _prompts(lm, SCORE_QUESTIONS)
+    engine = HFEngine(lm, batch_size=2)
+    seeds = [[10 * i + k for k in range(3)] for i in range(len(prompts))]
+    out = engine.sample(
+        prompts, list("abc"), 3, 1.0, 4, seeds=seeds, score_first=SCORE_CANDIDATES
+    )
+    for prompt, candidates, group in zip(prompts, SCORE_CANDIDATES, out):
+        want = _full_forward_logprobs(lm, engine.encode(prompt))[-1][candidates]
+        assert len(group) == 3
+        for completion in group:
+            torch.testing.assert_close(
+                torch.tensor(completion.first_token_logprobs), want, atol=1e-5, rtol=1e-5
+            )
+    plain = engine.sample(prompts, list("abc"), 1, 0.0, 2)
+    assert all(c.first_token_logprobs is None for group in plain for c in group)
+
+
+# ------------------------------------------------------------------- continuation_logprobs
+def _reference_continuation(lm, engine, prompt, text):
+    base = engine.encode(prompt)
+    full = engine.encode(prompt + text)
+    assert full[: len(base)] == base and len(full) > len(base)
+    logp = _full_forward_logprobs(lm, full)
+    return sum(float(logp[t - 1, full[t]]) for t in range(len(base), len(full))), len(full) - len(
+        base
+    )
+
+
+CONTINUATIONS = [" A", " sure", " sure thing", " I am unsure"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_continuation_logprobs_equal_full_forward(lm, batch_size):
+    prompts = _prompts(lm, SCORE_QUESTIONS + ["Symbol Fe?"])
+    engine = HFEngine(lm, batch_size=batch_size)
+    tokens = [engine.encode(p) for p in prompts]
+    assert _common_prefix_length(tokens) >= 40  # the shared-prefix cache path is taken
+    assert len({len(t) for t in tokens}) == len(prompts)
+    continuations = [CONTINUATIONS, CONTINUATIONS[::-1], [" sure thing", " sure"], [" A"]]
+    got = engine.continuation_logprobs(prompts, list("abcd"), continuations)
+    n_tokens = set()
+    for prompt, texts, scores in zip(prompts, continuations, got):
+        assert len(scores) == len(texts)
+        for text, score in zip(texts, scores):
+            want, n = _reference_continuation(lm, engine, prompt, text)
+            n_tokens.add(n)
+            assert score == pytest.approx(want, abs=1e-4, rel=0), (prompt[-30:], text)
+    assert 1 in n_tokens and max(n_tokens) >= 4  # one-token and several-token continuations
+
+
+def test_continuation_logprobs_keep_tokens_out_of_the_shared_prefix(lm):
+    """" sure" and " sure thing" share their first tokens: the shared prefix of that batch
+    must stop before the continuations, or their log-probabilities are lost."""
+    (prompt,) = _prompts(lm, ["Are you sure?"])
+    engine = HFEngine(lm, batch_size=2)
+    sure = engine.continuation_tokens(prompt, " sure")
+    thing = engine.continuation_tokens(prompt, " sure thing")
+    assert thing[: len(sure)] == sure and len(thing) > len(sure)
+    got = engine.continuation_logprobs([prompt], ["q"], [[" sure", " sure thing"]])
+    want = [_reference_continuation(lm, engine, prompt, t)[0] for t in (" sure", " sure thing")]
+    assert got[0] == pytest.approx(want, abs=1e-4, rel=0)
+    # the same after a long memoised prefix (here: the whole prompt plus " sure")
+    engine.set_shared_prefix(engine.encode(prompt) + sure)
+    again = engine.continuation_logprobs([prompt], ["q"], [[" sure", " sure thing"]])
+    assert again[0] == pytest.approx(want, abs=1e-4, rel=0)
+    # the first token of " sure thing" is scored too: it differs from " sure" alone
+    assert got[0][1] < got[0][0]
+
+
+def test_continuation_tokens_follow_the_joined_tokenisation(lm):
+    engine = HFEngine(lm, batch_size=2)
+    prompt = "Are you sure you accurately answered the question? I am"
+    for text in (" sure", " unsure", " sure thing", "x"):
+        base = engine.encode(prompt)
+        added = engine.continuation_tokens(prompt, text)
+        assert base + added == engine.encode(prompt + text)
+        assert lm.tokenizer.decode(added) == text
+
+
+def test_empty_continuation_is_an_error(lm):
+    engine = HFEngine(lm, batch_size=2)
+    with pytest.raises(ModelError, match=r"k2: continuation '' has no tokens"):
+        engine.continuation_logprobs(["Q: a", "Q: b"], ["k1", "k2"], [[" A"], [" A", ""]])
