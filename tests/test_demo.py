@@ -28,24 +28,36 @@ def _config(tmp_path, tiny_model_dir, *extra):
     )
 
 
-def _rows(run):
-    path = run / "answers" / "answers.jsonl"
+def _predictions(run, split="id_test", method="init-refuse"):
+    path = run / "eval" / split / method / "predictions.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_demo_writes_answers_and_summary(tmp_path, tiny_model_dir, capsys):
-    summary = run_demo(_config(tmp_path, tiny_model_dir))
+def test_demo_writes_probe_baselines_and_results_table(tmp_path, tiny_model_dir, capsys):
+    results = run_demo(_config(tmp_path, tiny_model_dir))
     run = tmp_path / "run"
-    rows = _rows(run)
-    assert len(rows) == 6 == summary["n"]
-    assert {"id", "question", "gold", "response", "answer", "correct"} <= set(rows[0])
-    assert json.loads((run / "answers" / "summary.json").read_text())["n"] == 6
-    for stage in ("data", "answers"):
-        assert json.loads((run / stage / "stage.json").read_text())["status"] == "complete"
+    for split in ("id_test", "ood_test"):
+        for method in ("init-basic", "init-refuse"):
+            rows = _predictions(run, split, method)
+            assert len(rows) == 6
+            assert {"id", "response", "answer", "verdict", "confidence"} <= set(rows[0])
+            manifest = json.loads((run / "eval" / split / method / "stage.json").read_text())
+            assert manifest["status"] == "complete"
+    assert [(r["method"], r["test_set"]) for r in results["rows"]] == [
+        ("init-basic", "world-facts id_test"),
+        ("init-basic", "world-facts ood_test"),
+        ("init-refuse", "world-facts id_test"),
+        ("init-refuse", "world-facts ood_test"),
+    ]
+    basic_id = results["rows"][0]
+    assert basic_id["ths"] in (0.0, None)  # Init-Basic is its own base line
+    assert (run / "results.md").read_text().startswith("**")
+    assert json.loads((run / "results.json").read_text()) == results
     probed = (run / "probe" / "knowledge.jsonl").read_text().splitlines()
     assert len(probed) == 4 and all(json.loads(r)["task"] == "oeqa" for r in probed)
     out = capsys.readouterr().out
-    assert "world-facts questions" in out and "Knowledge probe of 4 training questions" in out
+    assert "Knowledge probe of 4 training questions" in out
+    assert "| init-refuse |" in out and "world-facts ood_test (OOD) Pc↑" in out
 
 
 def test_demo_rerun_is_skipped_and_changed_config_reruns(tmp_path, tiny_model_dir, capsys):
@@ -53,37 +65,37 @@ def test_demo_rerun_is_skipped_and_changed_config_reruns(tmp_path, tiny_model_di
     capsys.readouterr()
     run_demo(_config(tmp_path, tiny_model_dir))
     out = capsys.readouterr().out
-    assert "[data] up to date" in out and "[answers] up to date" in out
-    assert "[probe] up to date" in out
+    assert "[data] up to date" in out and "[probe] up to date" in out
+    assert out.count("predictions up to date") == 4 and "running" not in out
     run_demo(_config(tmp_path, tiny_model_dir, "n_questions=4"))
     out = capsys.readouterr().out
-    assert "[data] up to date" in out and "[answers] running" in out
-    assert len(_rows(tmp_path / "run")) == 4
+    assert "[data] up to date" in out and "[eval] running init-basic" in out
+    assert len(_predictions(tmp_path / "run")) == 4
 
 
-def test_demo_resumes_an_interrupted_answer_stage(tmp_path, tiny_model_dir, capsys):
+def test_demo_resumes_an_interrupted_evaluation(tmp_path, tiny_model_dir, capsys):
     cfg = _config(tmp_path, tiny_model_dir, "batch_size=2")
     run_demo(cfg)
-    answers = tmp_path / "run" / "answers" / "answers.jsonl"
-    complete = answers.read_bytes()
+    stage = tmp_path / "run" / "eval" / "id_test" / "init-refuse"
+    predictions = stage / "predictions.jsonl"
+    complete = predictions.read_bytes()
     # simulate a kill after two rows and half of the third
     lines = complete.splitlines(keepends=True)
-    answers.write_bytes(b"".join(lines[:2]) + lines[2][:7])
-    manifest_path = tmp_path / "run" / "answers" / "stage.json"
-    manifest = json.loads(manifest_path.read_text())
+    predictions.write_bytes(b"".join(lines[:2]) + lines[2][:7])
+    manifest = json.loads((stage / "stage.json").read_text())
     manifest["status"] = "running"
-    manifest_path.write_text(json.dumps(manifest))
+    (stage / "stage.json").write_text(json.dumps(manifest))
     capsys.readouterr()
     run_demo(cfg)
     out = capsys.readouterr().out
-    assert "[answers] resuming" in out and "2 answers already written, 4 to go" in out
-    assert sorted(answers.read_bytes().splitlines()) == sorted(complete.splitlines())
+    assert "[eval] resuming init-refuse" in out
+    assert sorted(predictions.read_bytes().splitlines()) == sorted(complete.splitlines())
 
 
 @pytest.mark.parametrize(
     ("override", "match"),
     [
-        ("split=validation", "split must be one of"),
+        ("n_examples=-1", "n_examples must be >= 0"),
         ("n_questions=0", "n_questions must be positive"),
         ("match=fuzzy", "match must be one of"),
         ("world_facts.task=mcqa", "world_facts.task must be oeqa"),

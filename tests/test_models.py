@@ -118,3 +118,116 @@ def test_gguf_cache_path_depends_on_content(tmp_path, monkeypatch):
     assert gguf_cache_path(a).parent == tmp_path / "cache" / "models"
     assert gguf_cache_path(a).name.startswith("a-")
     assert gguf_cache_path(a).name.split("-")[-1] != gguf_cache_path(b).name.split("-")[-1]
+
+
+# --------------------------------------------------------------------------- adapters
+LORA_TARGETS = ["q_proj", "v_proj"]
+
+
+@pytest.fixture(scope="module")
+def lora_adapter(tiny_model_dir, tmp_path_factory):
+    """A LoRA adapter with random (not zero) B matrices on the tiny model, saved as PEFT
+    writes it, and the unmerged PeftModel's logits on a fixed input."""
+    from peft import LoraConfig, get_peft_model
+
+    lm = build_tiny_model(seed=0)  # the weights of tiny_model_dir
+    torch.manual_seed(11)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS, init_lora_weights=False)
+    peft_model = get_peft_model(lm.model, config)
+    peft_model.eval()
+    ids = lm.tokenizer("What is the capital of France? Paris", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = peft_model(input_ids=ids).logits
+    path = tmp_path_factory.mktemp("lora-adapter")
+    peft_model.save_pretrained(path)
+    lora = {k: v.detach().clone() for k, v in peft_model.state_dict().items() if "lora_" in k}
+    return path, ids, logits, lora
+
+
+def test_adapter_is_merged_into_the_loaded_model(tiny_model_dir, lora_adapter):
+    adapter, ids, peft_logits, lora = lora_adapter
+    lm = load_model(ModelConfig(name=str(tiny_model_dir), adapter=str(adapter)))
+    assert type(lm.model).__name__ == "LlamaForCausalLM"  # merged, no PEFT wrapper left
+    assert not any("lora" in name for name, _ in lm.model.named_parameters())
+    with torch.no_grad():
+        merged = lm.model(input_ids=ids).logits
+    # float32: merging moves logits of about 10 by up to ~3e-5 (peft's own merge_and_unload
+    # does the same), so the logits get 5e-5 and the merged weights the exact check below
+    torch.testing.assert_close(merged, peft_logits, atol=5e-5, rtol=0)
+    base = load_model(ModelConfig(name=str(tiny_model_dir)))
+    with torch.no_grad():
+        plain = base.model(input_ids=ids).logits
+    assert (plain - merged).abs().max() > 1e-2  # the adapter is not a no-op
+    # merged weights: W + (lora_alpha / r) * B @ A on q_proj and v_proj, all others unchanged
+    weights, base_weights = lm.model.state_dict(), base.model.state_dict()
+    assert weights.keys() == base_weights.keys()
+    n_merged = 0
+    for name, weight in weights.items():
+        module = name.removesuffix(".weight")
+        a_key = f"base_model.model.{module}.lora_A.default.weight"
+        if a_key in lora:
+            delta = (8 / 4) * lora[a_key.replace("lora_A", "lora_B")] @ lora[a_key]
+            torch.testing.assert_close(weight, base_weights[name] + delta, atol=1e-6, rtol=0)
+            n_merged += 1
+        else:
+            assert torch.equal(weight, base_weights[name]), name
+    assert n_merged == 2 * 2  # two layers, q_proj and v_proj
+
+
+def test_adapter_folder_without_config_is_a_config_error(tiny_model_dir, tmp_path):
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"")
+    cfg = ModelConfig(name=str(tiny_model_dir), adapter=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"adapter_config\.json"):
+        cfg.validate()
+    with pytest.raises(ConfigError, match="not a PEFT adapter folder"):
+        load_model(cfg)
+    with pytest.raises(ConfigError, match=r"adapter_config\.json"):
+        load_model(ModelConfig(name=str(tiny_model_dir), adapter=str(tmp_path / "missing")))
+
+
+def _copy_adapter(source, target):
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def _assert_one_clear_adapter_error(cfg, adapter):
+    with pytest.raises(ModelError) as info:
+        load_model(cfg)
+    message = str(info.value)
+    assert message.startswith(f"cannot load adapter {str(adapter)!r}")
+    assert "\n" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    return message
+
+
+@pytest.mark.parametrize(
+    ("file", "content"),
+    [
+        ("adapter_config.json", "{not json at all"),
+        ("adapter_config.json", "[]"),
+        ("adapter_config.json", '{"peft_type": "NO_SUCH_METHOD"}'),
+        ("adapter_model.safetensors", "garbage weights"),
+    ],
+)
+def test_garbage_adapter_is_a_model_error(tiny_model_dir, lora_adapter, tmp_path, file, content):
+    adapter = _copy_adapter(lora_adapter[0], tmp_path / "adapter")
+    (adapter / file).write_text(content, encoding="utf-8")
+    _assert_one_clear_adapter_error(
+        ModelConfig(name=str(tiny_model_dir), adapter=str(adapter)), adapter
+    )
+
+
+def test_adapter_for_other_modules_is_a_model_error(tiny_model_dir, lora_adapter, tmp_path):
+    import json
+
+    adapter = _copy_adapter(lora_adapter[0], tmp_path / "adapter")
+    config_path = adapter / "adapter_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["target_modules"] = ["no_such_proj"]
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    message = _assert_one_clear_adapter_error(
+        ModelConfig(name=str(tiny_model_dir), adapter=str(adapter)), adapter
+    )
+    assert "no_such_proj" in message

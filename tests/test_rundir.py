@@ -343,3 +343,49 @@ def test_resumable_jsonl_reopens_rows_with_unicode_line_separators(tmp_path, sep
         out.append(row)
     with ResumableJsonl(path) as out:
         assert out.rows == {"q0": row}
+
+
+# --------------------------------------------------------------------------- foreign folders
+def test_begin_refuses_to_replace_a_folder_that_is_not_a_stage(tmp_path):
+    from rait.errors import ConfigError
+
+    folder = tmp_path / "results"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "thesis.tex").write_text("months of work", encoding="utf-8")
+    (folder / "sub" / "data.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    stage = Stage(folder, "probe", {"k": 1})
+    with pytest.raises(ConfigError, match=r"not a rait stage folder \(no stage\.json\)"):
+        stage.begin()
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == before
+    assert (folder / "thesis.tex").read_text(encoding="utf-8") == "months of work"
+    assert (folder / "sub" / "data.csv").read_text(encoding="utf-8") == "a,b\n1,2\n"
+    assert not (folder / MANIFEST).exists()
+    # through RunDir.run too: the stage function is never called
+    fn = Recorder()
+    with pytest.raises(ConfigError, match="refusing to replace it"):
+        RunDir(tmp_path).run("results", {"k": 1}, fn, log=quiet)
+    assert fn.calls == []
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == before
+
+
+def test_begin_accepts_an_existing_empty_folder(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    stage = Stage(folder, "probe", {"k": 1})
+    assert stage.begin() is False
+    manifest = read_json(folder / MANIFEST)
+    assert manifest["status"] == "running" and manifest["stage"] == "probe"
+    fn = Recorder()
+    (tmp_path / "also-empty").mkdir()
+    RunDir(tmp_path).run("also-empty", {}, fn, log=quiet)
+    assert fn.calls == [False]
+    assert read_json(tmp_path / "also-empty" / MANIFEST)["status"] == "complete"
+
+
+def test_begin_still_replaces_a_stage_folder_with_another_fingerprint(tmp_path):
+    folder = tmp_path / "s"
+    RunDir(tmp_path).run("s", {"k": 1}, Recorder(), log=quiet)
+    (folder / "stale.txt").write_text("old", encoding="utf-8")
+    assert Stage(folder, "s", {"k": 2}).begin() is False
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST]

@@ -1,50 +1,55 @@
 """``rait demo``: the README's main job on the offline default.
 
 Today it builds the world-facts set, probes the offline default model's (SmolLM2-135M-Instruct)
-knowledge of a sample of the training questions (µ, σ), and has it answer a sample of the
-in-domain test questions greedily with the basic prompt (GRAIT Table 5, 0-shot), then prints
-the knowledge map and how many answers were right, per relation, with examples. Later stages
-(build, train, evaluate, report) extend it into the full pipeline.
+knowledge of a sample of the training questions (µ, σ), and evaluates the base model's two
+baselines on samples of the in-domain and out-of-domain test sets: Init-Basic (basic prompt)
+and Init-Refuse (the REFUSE prompt, which invites "I don't know"). It prints the knowledge map,
+the results table (Pc, Pw, THS) and example answers. Later stages (build, train, report) extend
+it into the full pipeline.
 
 Stages (each cached and resumable in the run directory):
 
 * ``data``: ``rait data world-facts`` into ``RUN/data``;
 * ``probe``: the knowledge probe (µ, σ; METHODS.md section 2) of a sample of the training
   questions, 3-shot from the dev split, 10 samples each, in ``RUN/probe``;
-* ``answers``: one row per question in ``RUN/answers/answers.jsonl``, written as batches
-  finish, and ``RUN/answers/summary.json``.
+* ``eval/{test set}/{method}``: ``rait eval`` (METHODS.md section 7) of Init-Basic and
+  Init-Refuse; ``RUN/results.md`` and ``RUN/results.json`` hold the table.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rait.config import config_to_dict
-from rait.data.files import read_records
 from rait.data.sources import DataSource
-from rait.data.world_facts import SPLITS, WorldFactsConfig, write_world_facts
+from rait.data.world_facts import WorldFactsConfig, write_world_facts
 from rait.errors import ConfigError
-from rait.fileio import write_json
-from rait.matching import MATCH_MODES, first_line, is_correct_open
-from rait.models import ModelConfig, load_model
+from rait.evaluate import PREDICTIONS_FILE, EvalConfig, run_eval
+from rait.fileio import atomic_open, write_json
+from rait.matching import MATCH_MODES
+from rait.models import ModelConfig
 from rait.probe import KNOWLEDGE_FILE, ProbeConfig, run_probe
-from rait.prompts import evaluation_messages
-from rait.rundir import ResumableJsonl, RunDir, Stage
+from rait.results import results_json, results_table
+from rait.rundir import RunDir
+
+TEST_SETS = (("id_test", "id"), ("ood_test", "ood"))
+BASELINES = ("init-basic", "init-refuse")
 
 
 @dataclass
 class DemoConfig:
-    """The demo's settings (all overridable with ``--set key=value``)."""
+    """The demo's settings (all overridable with ``--set key=value``).
+
+    ``n_questions``: questions drawn from each test set (ID and OOD); ``probe_questions``:
+    training questions probed (0 skips the probe).
+    """
 
     run_dir: str = "runs/demo"
     model: ModelConfig = field(default_factory=ModelConfig)
     world_facts: WorldFactsConfig = field(default_factory=WorldFactsConfig)
-    split: str = "id_test"
     n_questions: int = 80
     seed: int = 0
     batch_size: int = 16
@@ -55,8 +60,6 @@ class DemoConfig:
     n_samples: int = 10
 
     def validate(self) -> None:
-        if self.split not in SPLITS:
-            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.n_questions <= 0:
             raise ConfigError(f"n_questions must be positive, got {self.n_questions}")
         if self.batch_size <= 0:
@@ -67,95 +70,33 @@ class DemoConfig:
             raise ConfigError(f"match must be one of {', '.join(MATCH_MODES)}, got {self.match!r}")
         if self.probe_questions < 0:
             raise ConfigError(f"probe_questions must be >= 0, got {self.probe_questions}")
+        if self.n_examples < 0:
+            raise ConfigError(f"n_examples must be >= 0, got {self.n_examples}")
         if self.world_facts.task != "oeqa":
             raise ConfigError(
                 "the demo answers open-ended questions: world_facts.task must be oeqa"
             )
 
 
-def _answer_stage(cfg: DemoConfig, data_file: Path):
-    def run(stage: Stage, resuming: bool) -> dict:
-        records = read_records(data_file)
-        if cfg.n_questions < len(records):
-            keep = sorted(random.Random(cfg.seed).sample(range(len(records)), cfg.n_questions))
-            records = [records[i] for i in keep]
-        with ResumableJsonl(stage.path / "answers.jsonl") as out:
-            todo = [r for r in records if r.id not in out]
-            if resuming:
-                print(f"  {len(out)} answers already written, {len(todo)} to go")
-            if todo:
-                from rait.generation import generate
-
-                lm = load_model(cfg.model)
-                started = time.perf_counter()
-                by_id = {r.id: r for r in todo}
-                items = [
-                    (r.id, lm.render(evaluation_messages(r, refuse_prompt=False))) for r in todo
-                ]
-                done = 0
-                for batch in generate(lm, items, cfg.max_new_tokens, cfg.batch_size):
-                    for key, text in batch:
-                        record = by_id[key]
-                        answer = first_line(text)
-                        out.append(
-                            {
-                                "id": key,
-                                "domain": record.domain,
-                                "question": record.question,
-                                "gold": list(record.answers or ()),
-                                "response": text,
-                                "answer": answer,
-                                "correct": is_correct_open(answer, record.answers or (), cfg.match),
-                            }
-                        )
-                    done += len(batch)
-                    rate = done / (time.perf_counter() - started)
-                    print(f"  answered {len(out)}/{len(records)} ({rate:.1f} questions/s)")
-            rows = [out.rows[r.id] for r in records]
-        summary = summarize(rows)
-        write_json(stage.path / "summary.json", summary)
-        return {"answers": "answers.jsonl", "summary": "summary.json"}
-
-    return run
-
-
-def summarize(rows: list[dict]) -> dict:
-    """Accuracy overall and per relation."""
-    per: dict[str, list[bool]] = defaultdict(list)
-    for row in rows:
-        per[row.get("domain") or "-"].append(bool(row["correct"]))
-    return {
-        "n": len(rows),
-        "accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else 0.0,
-        "per_relation": {
-            k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(per.items())
-        },
-    }
-
-
-def format_report(rows: list[dict], summary: dict, n_examples: int, seed: int = 0) -> str:
-    lines = [
-        f"Offline default model on {summary['n']} world-facts questions: "
-        f"{summary['accuracy']:.1%} correct",
-        "",
-        f"{'relation':<26} {'n':>4} {'correct':>8}",
-    ]
-    for name, stats in summary["per_relation"].items():
-        lines.append(f"{name:<26} {stats['n']:>4} {stats['accuracy']:>8.1%}")
+def format_examples(run_root: Path, n_examples: int, seed: int = 0) -> str:
+    """Example answers of Init-Refuse on the ID sample: right, wrong, refused."""
+    path = run_root / "eval" / "id_test" / "init-refuse" / PREDICTIONS_FILE
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     rng = random.Random(seed)
-    for label, wanted in (("right", True), ("wrong", False)):
-        pool = [r for r in rows if bool(r["correct"]) is wanted]
-        if not pool:
+    lines = []
+    for verdict in ("correct", "wrong", "refused"):
+        pool = [r for r in rows if r["verdict"] == verdict]
+        if not pool or n_examples == 0:
             continue
-        lines += ["", f"Examples the model got {label}:"]
-        for row in rng.sample(pool, min(n_examples // 2 or 1, len(pool))):
-            lines.append(f"  Q: {row['question']}")
-            lines.append(f"     model: {row['answer']!r}   gold: {row['gold'][0]!r}")
+        lines.append(f"Init-Refuse, {verdict} ({len(pool)} of {len(rows)}):")
+        for row in rng.sample(pool, min(max(n_examples // 3, 1), len(pool))):
+            answer = row["answer"] if len(row["answer"]) <= 70 else row["answer"][:69] + "…"
+            lines.append(f"  {row['id']}: {answer!r}   gold: {row['gold'][0]!r}")
     return "\n".join(lines)
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """Run the demo's stages in ``cfg.run_dir``; returns the summary."""
+    """Run the demo's stages in ``cfg.run_dir``; returns the results (``results.json``)."""
     cfg.validate()
     run = RunDir(cfg.run_dir)
     data_stage = run.run(
@@ -163,16 +104,6 @@ def run_demo(cfg: DemoConfig) -> dict:
         config_to_dict(cfg.world_facts),
         lambda stage, _resuming: {"manifest": write_world_facts(cfg.world_facts, stage.path)},
     )
-    data_file = data_stage.path / f"{cfg.split}.jsonl"
-    answer_config = {
-        "model": config_to_dict(cfg.model),
-        "split": cfg.split,
-        "n_questions": cfg.n_questions,
-        "seed": cfg.seed,
-        "max_new_tokens": cfg.max_new_tokens,
-        "match": cfg.match,
-        "prompt": "basic (GRAIT Table 5), 0-shot, greedy",
-    }
     probe_report = ""
     if cfg.probe_questions > 0:
         probe_cfg = ProbeConfig(
@@ -192,15 +123,45 @@ def run_demo(cfg: DemoConfig) -> dict:
         )
         probe_summary = run_probe(probe_cfg, run.root / "probe")
         probe_report = format_probe_report(run.root / "probe" / KNOWLEDGE_FILE, probe_summary)
-    answers = run.run("answers", answer_config, _answer_stage(cfg, data_file), inputs=[data_file])
-    with ResumableJsonl(answers.path / "answers.jsonl") as out:
-        rows = list(out.rows.values())
-    summary = summarize(rows)
+    results = []
+    for split, role in TEST_SETS:
+        for method in BASELINES:
+            out = run.root / "eval" / split / method
+            baseline = run.root / "eval" / split / "init-basic"
+            eval_cfg = EvalConfig(
+                model=cfg.model,
+                data=DataSource(
+                    "world_facts",
+                    str(data_stage.path),
+                    split,
+                    sample=cfg.n_questions,
+                    seed=cfg.seed,
+                ),
+                method=method,
+                test_set=f"world-facts {split}",
+                role=role,
+                match=cfg.match,
+                max_new_tokens=cfg.max_new_tokens,
+                baseline=None if method == "init-basic" else str(baseline),
+                batch_size=cfg.batch_size,
+                backend="hf",
+            )
+            result = run_eval(eval_cfg, out)
+            result["_file"] = str(out / "metrics.json")
+            results.append(result)
+    table = results_table(results, title=f"{cfg.model.name} on world facts")
+    with atomic_open(run.root / "results.md") as handle:
+        handle.write(table + "\n")
+    summary = results_json(results)
+    write_json(run.root / "results.json", summary)
     print()
     if probe_report:
         print(probe_report + "\n")
-    print(format_report(rows, summary, cfg.n_examples, cfg.seed))
-    print(f"\nRun directory: {run.root}")
+    print(table)
+    examples = format_examples(run.root, cfg.n_examples, cfg.seed)
+    if examples:
+        print("\n" + examples)
+    print(f"\nRun directory: {run.root} (results.md, results.json)")
     return summary
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 from rait import metrics as M
 from rait.backends import load_engine, resolve_backend
+from rait.backends.hf import common_prefix_length
 from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
@@ -470,9 +471,17 @@ def _run_batches(evaluator, records, out, batch_size, progress) -> None:
     the same batch as an uninterrupted one."""
     from tqdm.auto import tqdm
 
-    ordered = sorted(records, key=lambda r: len(evaluator.render(r)))  # stable
+    prompts = {r.id: evaluator.render(r) for r in records}
+    ordered = sorted(records, key=lambda r: len(prompts[r.id]))  # stable
     batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
     todo = [b for b in batches if any(r.id not in out for r in b)]
+    engine = evaluator.engine
+    if todo and hasattr(engine, "set_shared_prefix"):
+        # the tokens every prompt starts with (chat template, instruction), cached once; taken
+        # from the whole test set, so a resumed run splits each prompt the same way
+        encoded = [engine.encode(prompts[r.id]) for r in ordered]
+        shared = min(common_prefix_length(encoded), min(len(t) for t in encoded) - 1)
+        engine.set_shared_prefix(encoded[0][: max(shared, 0)])
     bar = tqdm(total=len(records), initial=len(out), unit="q", desc="eval", disable=not progress)
     try:
         for batch in todo:

@@ -88,7 +88,7 @@ class Stage:
             and manifest.get("fingerprint") == current
         )
         if not resuming and self.path.exists():
-            if manifest is None and any(self.path.iterdir()):
+            if not self.manifest_path.exists() and any(self.path.iterdir()):
                 raise ConfigError(
                     f"{self.path} exists and is not a rait stage folder (no {MANIFEST}); "
                     "refusing to replace it: choose a new or empty output folder"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rait.backends.hf import HFEngine, _common_prefix_length
+from rait.backends.hf import HFEngine, common_prefix_length
 from rait.errors import ModelError
 from rait.generation import generate
 from rait.matching import first_line
@@ -28,8 +28,8 @@ QUESTIONS = ["Capital of Spain?", "Where is Lyon?", "Capital of Peru?", "Symbol 
 
 
 def test_common_prefix_length():
-    assert _common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
-    assert _common_prefix_length([[5], [6]]) == 0
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert common_prefix_length([[5], [6]]) == 0
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 5])
@@ -48,7 +48,7 @@ def test_explicit_shared_prefix_is_used_and_exact(lm):
     prompts = _prompts(lm, QUESTIONS)
     engine = HFEngine(lm, batch_size=2)
     tokens = [engine.encode(p) for p in prompts]
-    engine.set_shared_prefix(tokens[0][: _common_prefix_length(tokens) - 3])
+    engine.set_shared_prefix(tokens[0][: common_prefix_length(tokens) - 3])
     assert engine._prefix is not None
     with_prefix = engine.candidate_logprobs(prompts, list("abcde"), [[10, 11, 12]] * 5)
     plain = HFEngine(lm, batch_size=1)
@@ -160,16 +160,14 @@ def test_score_first_equals_full_forward(lm, batch_size):
         # greedy: the first generated token is the reference's argmax (unless EOS came first)
         if completion.token_ids:
             assert completion.token_ids[0] == int(want.argmax())
-            assert completion.token_logprobs[0] == pytest.approx(float(want.max()), abs=1e-5)
+            assert completion.token_logprobs[0] == pytest.approx(float(want.max()), abs=1e-4)
 
 
 def test_score_first_is_shared_by_all_samples_of_a_prompt(lm):
     prompts = _prompts(lm, SCORE_QUESTIONS)
     engine = HFEngine(lm, batch_size=2)
     seeds = [[10 * i + k for k in range(3)] for i in range(len(prompts))]
-    out = engine.sample(
-        prompts, list("abc"), 3, 1.0, 4, seeds=seeds, score_first=SCORE_CANDIDATES
-    )
+    out = engine.sample(prompts, list("abc"), 3, 1.0, 4, seeds=seeds, score_first=SCORE_CANDIDATES)
     for prompt, candidates, group in zip(prompts, SCORE_CANDIDATES, out):
         want = _full_forward_logprobs(lm, engine.encode(prompt))[-1][candidates]
         assert len(group) == 3
@@ -197,10 +195,10 @@ CONTINUATIONS = [" A", " sure", " sure thing", " I am unsure"]
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_continuation_logprobs_equal_full_forward(lm, batch_size):
-    prompts = _prompts(lm, SCORE_QUESTIONS + ["Symbol Fe?"])
+    prompts = _prompts(lm, [*SCORE_QUESTIONS, "Symbol Fe?"])
     engine = HFEngine(lm, batch_size=batch_size)
     tokens = [engine.encode(p) for p in prompts]
-    assert _common_prefix_length(tokens) >= 40  # the shared-prefix cache path is taken
+    assert common_prefix_length(tokens) >= 40  # the shared-prefix cache path is taken
     assert len({len(t) for t in tokens}) == len(prompts)
     continuations = [CONTINUATIONS, CONTINUATIONS[::-1], [" sure thing", " sure"], [" A"]]
     got = engine.continuation_logprobs(prompts, list("abcd"), continuations)
@@ -215,7 +213,7 @@ def test_continuation_logprobs_equal_full_forward(lm, batch_size):
 
 
 def test_continuation_logprobs_keep_tokens_out_of_the_shared_prefix(lm):
-    """" sure" and " sure thing" share their first tokens: the shared prefix of that batch
+    """ " sure" and " sure thing" share their first tokens: the shared prefix of that batch
     must stop before the continuations, or their log-probabilities are lost."""
     (prompt,) = _prompts(lm, ["Are you sure?"])
     engine = HFEngine(lm, batch_size=2)

@@ -53,7 +53,7 @@ class Completion:
     first_token_logprobs: list[float] | None = None  # of the ``score_first`` candidates
 
 
-def _common_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
+def common_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
     first = token_lists[0]
     limit = min(len(t) for t in token_lists)
     for i in range(limit):
@@ -123,7 +123,7 @@ class HFEngine:
     def _prefix_cache(self, token_lists: Sequence[Sequence[int]], keep: int = 1) -> tuple[int, Any]:
         """The length of the shared prefix used and its cache (batch 1), memoised. At least
         ``keep`` tokens of every row stay outside the prefix (their logits are wanted)."""
-        shared = min(_common_prefix_length(token_lists), min(len(t) for t in token_lists) - keep)
+        shared = min(common_prefix_length(token_lists), min(len(t) for t in token_lists) - keep)
         if self._prefix is not None:
             tokens, cache = self._prefix
             n = len(tokens)

@@ -46,8 +46,12 @@ class VLLMEngine:
 
             from vllm.lora.request import LoRARequest
 
-            adapter_cfg = json.loads((Path(model_cfg.adapter) / "adapter_config.json").read_text())
-            lora = {"enable_lora": True, "max_lora_rank": int(adapter_cfg.get("r", 16))}
+            config_file = Path(model_cfg.adapter) / "adapter_config.json"
+            try:
+                rank = int(json.loads(config_file.read_text(encoding="utf-8")).get("r", 16))
+            except (OSError, ValueError, AttributeError, TypeError) as exc:
+                raise ModelError(f"cannot read the adapter's {config_file}: {exc}") from None
+            lora = {"enable_lora": True, "max_lora_rank": rank}
             self.lora_request = LoRARequest("rait", 1, model_cfg.adapter)
         try:
             self.llm = vllm.LLM(
