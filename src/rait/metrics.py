@@ -60,7 +60,7 @@ def _check_pair(pc: float, pw: float, label: str) -> tuple[float, float]:
 def _check_confidences(confidences: Sequence[float], correct: Sequence[bool]) -> list[float]:
     if len(confidences) != len(correct):
         raise MetricError(f"{len(confidences)} confidences but {len(correct)} correctness labels")
-    if not confidences:
+    if len(confidences) == 0:
         raise MetricError("no answers to score")
     out = []
     for i, c in enumerate(confidences):
@@ -70,7 +70,7 @@ def _check_confidences(confidences: Sequence[float], correct: Sequence[bool]) ->
             raise MetricError(f"confidence {i} is outside [0, 1]: {c!r}")
         out.append(min(max(float(c), 0.0), 1.0))
     for i, label in enumerate(correct):
-        if not isinstance(label, bool):
+        if not isinstance(label, bool) and type(label).__name__ not in ("bool", "bool_"):
             raise MetricError(f"correctness label {i} must be true or false, got {label!r}")
     return out
 
@@ -129,7 +129,7 @@ def answer_probability(token_logprobs: Sequence[float]) -> float:
     for i, lp in enumerate(token_logprobs):
         if math.isnan(lp) or lp > _EPS:
             raise MetricError(f"token log-probability {i} is not <= 0: {lp!r}")
-    return math.exp(sum(token_logprobs) / len(token_logprobs))
+    return min(math.exp(sum(token_logprobs) / len(token_logprobs)), 1.0)
 
 
 def sure_probability(logp_sure: float, logp_unsure: float) -> float:
@@ -231,7 +231,13 @@ def calibration(
     conf = _check_confidences(confidences, correct)
     members: list[list[int]] = [[] for _ in range(n_bins)]
     for i, c in enumerate(conf):
-        members[min(int(c * n_bins), n_bins - 1)].append(i)
+        k = min(int(c * n_bins), n_bins - 1)
+        # c * n_bins can round across an edge; the bin must contain c by its own edges
+        if k > 0 and c < k / n_bins:
+            k -= 1
+        elif k < n_bins - 1 and c >= (k + 1) / n_bins:
+            k += 1
+        members[k].append(i)
     n = len(conf)
     ece = 0.0
     bins = []
