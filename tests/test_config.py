@@ -453,7 +453,7 @@ def test_demo_config_from_yaml_and_overrides(tmp_path):
         ("n_questions=0", "n_questions must be positive"),
         ("batch_size=-2", "batch_size must be positive"),
         ("max_new_tokens=0", "max_new_tokens must be positive"),
-        ("split=validation", "split must be one of"),
+        ("n_examples=-2", "n_examples must be >= 0"),
         ("match=fuzzy", "match must be one of"),
         ("model.dtype=float8", "model.dtype"),
         ("world_facts.task=mcqa", "world_facts.task must be oeqa"),

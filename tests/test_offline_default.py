@@ -55,14 +55,19 @@ def test_gguf_is_converted_once_and_matches_the_gguf_weights(cache, monkeypatch)
 def test_offline_default_knows_some_world_facts_and_not_others(cache, tmp_path, capsys):
     from rait.cli import main
 
-    code = main(["demo", "--run-dir", str(tmp_path / "run"), "--n-questions", "32"])
-    assert code == 0
-    summary = json.loads((tmp_path / "run" / "answers" / "summary.json").read_text())
-    assert summary["n"] == 32
-    assert 0.0 < summary["accuracy"] < 1.0
+    argv = ["demo", "--run-dir", str(tmp_path / "run"), "--n-questions", "32"]
+    argv += ["--set", "probe_questions=12"]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    rows = {(r["method"], r["test_set"]): r for r in results["rows"]}
+    basic = rows[("init-basic", "world-facts id_test")]
+    assert basic["n"] == 32
+    assert 0.0 < basic["pc"] < 1.0 and basic["ths"] == 0.0
+    refuse = rows[("init-refuse", "world-facts id_test")]
+    assert refuse["ths"] is not None and refuse["pc"] + refuse["pw"] + refuse["pr"] == 1.0
     capsys.readouterr()
-    assert main(["demo", "--run-dir", str(tmp_path / "run"), "--n-questions", "32"]) == 0
-    assert "[answers] up to date" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("predictions up to date") == 4
 
 
 @pytest.mark.skipif(
