@@ -64,6 +64,11 @@ def _source_from_args(args: argparse.Namespace, path: str | None):
     )
 
 
+def _flag_overrides(flags: dict[str, object]) -> list[str]:
+    """``key=value`` overrides for the command-line flags that were given."""
+    return [f"{k}={v}" for k, v in flags.items() if v is not None]
+
+
 # --------------------------------------------------------------------------- commands
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     from rait.data.inspect import format_inspection
@@ -125,7 +130,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         "backend": args.backend,
         "seed": args.seed,
     }
-    overrides += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    overrides += _flag_overrides(flags)
     if args.rtuning_u:
         overrides.append("rtuning_u=true")
     cfg = load_config(ProbeConfig, args.config, overrides)
@@ -161,7 +166,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "max_new_tokens": args.max_new_tokens,
         "backend": args.backend,
     }
-    overrides += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    overrides += _flag_overrides(flags)
     if args.refusal_phrase:
         overrides.append("refusal_phrases=" + _yaml_list(args.refusal_phrase))
     cfg = load_config(EvalConfig, args.config, overrides)
@@ -210,7 +215,7 @@ def cmd_crss(args: argparse.Namespace) -> int:
         "tau_mu": args.tau_mu,
         "tau_sim": args.tau_sim,
     }
-    overrides += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    overrides += _flag_overrides(flags)
     result = run_crss(load_config(CrssConfig, args.config, overrides))
     print(
         f"CRSS {result['crss']:.1%} at τ_sim {result['tau_sim']} "

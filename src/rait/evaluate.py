@@ -31,7 +31,6 @@ only recomputes the metrics (so a baseline given later just fills in THS).
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections import defaultdict
@@ -56,7 +55,7 @@ from rait.matching import (
     is_refusal,
 )
 from rait.models import ModelConfig, render_prompt
-from rait.probe import option_token_ids
+from rait.probe import option_token_ids, softmax
 from rait.prompts import (
     DEFAULT_REFUSAL_PHRASES,
     RTUNING_SURE,
@@ -203,13 +202,6 @@ def answer_token_logprobs(tokenizer: Any, token_ids: Sequence[int], logprobs, an
 
 
 # --------------------------------------------------------------------------- prediction
-def _softmax(values: Sequence[float]) -> list[float]:
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    total = sum(exps)
-    return [e / total for e in exps]
-
-
 class Evaluator:
     """Answers batches of questions with an engine and classifies them."""
 
@@ -231,9 +223,13 @@ class Evaluator:
             )
         return self._letters[n]
 
-    def predict(self, records: Sequence[QARecord]) -> list[dict]:
+    def predict(
+        self, records: Sequence[QARecord], prompts: Sequence[str] | None = None
+    ) -> list[dict]:
+        """Answer and classify ``records`` (``prompts``: their rendered prompts, if known)."""
         cfg = self.cfg
-        prompts = [self.render(r) for r in records]
+        if prompts is None:
+            prompts = [self.render(r) for r in records]
         keys = [r.id for r in records]
         score_first = None
         if records and records[0].task == "mcqa":
@@ -255,7 +251,7 @@ class Evaluator:
                 "n_tokens": len(completion.token_ids),
             }
             if record.task == "mcqa":
-                probs = _softmax(completion.first_token_logprobs or [0.0])
+                probs = softmax(completion.first_token_logprobs or [0.0])
                 row["option_probs"] = probs
                 row["answer_prob"] = max(probs)
                 row["gold"] = record.option_letters[record.gold or 0]
@@ -485,7 +481,7 @@ def _run_batches(evaluator, records, out, batch_size, progress) -> None:
     bar = tqdm(total=len(records), initial=len(out), unit="q", desc="eval", disable=not progress)
     try:
         for batch in todo:
-            rows = evaluator.predict(batch)
+            rows = evaluator.predict(batch, [prompts[r.id] for r in batch])
             for row in rows:
                 if row["id"] not in out:
                     out.append(row)

@@ -185,7 +185,8 @@ def option_token_ids(engine: Any, prompt: str, letters: Sequence[str], chat: boo
     return ids
 
 
-def _softmax(logps: Sequence[float]) -> list[float]:
+def softmax(logps: Sequence[float]) -> list[float]:
+    """Probabilities renormalised over the given log-probabilities (max subtracted)."""
     top = max(logps)
     exps = [math.exp(x - top) for x in logps]
     total = sum(exps)
@@ -223,7 +224,7 @@ class Prober:
         logps = self.engine.candidate_logprobs(prompts, keys, candidates)
         rows = []
         for record, option_logps in zip(records, logps):
-            probs = _softmax(option_logps)
+            probs = softmax(option_logps)
             assert record.gold is not None
             row: dict[str, Any] = {
                 "id": record.id,
