@@ -176,6 +176,95 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from rait.build import BuildConfig, format_summary, run_build, summary_path
+    from rait.config import load_config
+
+    overrides = list(args.set or [])
+    flags = {
+        "method": args.method,
+        "data.path": args.data,
+        "data.format": args.format,
+        "data.split": args.split,
+        "knowledge": args.knowledge,
+        "knowledge_after": args.knowledge_after,
+        "n_van": args.n_van,
+        "n_idk": args.n_idk,
+        "tau_mu": args.tau_mu,
+        "seed": args.seed,
+    }
+    overrides += _flag_overrides(flags)
+    if args.strict_sizes:
+        overrides.append("strict_sizes=true")
+    summary = run_build(load_config(BuildConfig, args.config, overrides), args.out)
+    print(format_summary(summary))
+    print(f"written to {args.out} (summary: {summary_path(args.out)})")
+    return 0
+
+
+def _train_flag_overrides(args: argparse.Namespace, prefix: str = "") -> list[str]:
+    flags = {
+        "finetuning": args.finetuning,
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "effective_batch_size": args.effective_batch_size,
+        "lora_r": args.lora_r,
+        "report_to": args.report_to,
+    }
+    return _flag_overrides({prefix + k: v for k, v in flags.items()})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rait.config import load_config
+    from rait.train import TrainConfig, run_train
+
+    overrides = list(args.set or [])
+    overrides += _flag_overrides({"model.name": args.model, "data": args.data, "seed": args.seed})
+    overrides += _train_flag_overrides(args)
+    if args.no_weights:
+        overrides.append("use_weights=false")
+    summary = run_train(load_config(TrainConfig, args.config, overrides), args.out)
+    print(
+        f"trained on {summary['n_samples']} samples ({summary['steps']} steps, "
+        f"{summary['seconds']:.0f}s, {summary['samples_per_second']:.2f} samples/s): loss "
+        f"{summary['first_loss']:.3f} -> {summary['last_loss']:.3f}"
+    )
+    print(f"model in {summary['output']} (rait eval --adapter / --model)")
+    return 0
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from rait.config import load_config
+    from rait.rehearse import RehearseConfig, run_rehearse
+
+    overrides = list(args.set or [])
+    overrides += _flag_overrides(
+        {
+            "probe": args.probe,
+            "size": args.size,
+            "min_mu": args.min_mu,
+            "min_sigma": args.min_sigma,
+            "seed": args.seed,
+            "backend": args.backend,
+            "batch_size": args.probe_batch_size,
+        }
+    )
+    overrides += _train_flag_overrides(args, "train.")
+    summary = run_rehearse(load_config(RehearseConfig, args.config, overrides), args.out)
+    print(
+        f"rehearsed on {summary['rehearsal']['kept']} samples; knowledge flow over "
+        f"{summary['n']} questions: mean Δµ {summary['mean_delta_mu']:+.3f}, mean Δσ "
+        f"{summary['mean_delta_sigma']:+.3f}; of {summary['unknown']} with µ < 0.5: "
+        f"{summary['unknown_delta_mu_negative']} Δµ < 0, {summary['unknown_delta_mu_zero']} "
+        f"Δµ = 0, {summary['unknown_delta_mu_positive']} Δµ > 0"
+    )
+    print(
+        f"knowledge after rehearsal in {summary['knowledge_after']} (rait build --knowledge-after)"
+    )
+    return 0
+
+
 def _yaml_list(items: Sequence[str]) -> str:
     import json
 
@@ -240,6 +329,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         overrides.append(f"model.name={args.model}")
     run_demo(load_config(DemoConfig, args.config, overrides))
     return 0
+
+
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--finetuning", choices=("lora", "full"))
+    parser.add_argument("--epochs", type=float)
+    parser.add_argument("--learning-rate", dest="learning_rate", type=float)
+    parser.add_argument("--batch-size", dest="batch_size", type=int, help="per-device micro-batch")
+    parser.add_argument("--effective-batch-size", dest="effective_batch_size", type=int)
+    parser.add_argument("--lora-r", dest="lora_r", type=int)
+    parser.add_argument("--report-to", dest="report_to", help="none, tensorboard, wandb, ...")
 
 
 # --------------------------------------------------------------------------- parser
@@ -309,6 +408,65 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--config", help="YAML file with ProbeConfig fields")
     probe.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
     probe.set_defaults(func=cmd_probe)
+
+    build = sub.add_parser(
+        "build", help="stage 2: a refusal-aware SFT set from a probe (METHODS §3, §4)"
+    )
+    build.add_argument("--out", required=True, help="output JSONL (summary written beside it)")
+    build.add_argument("--method", help="van-tuning, cor-rait, rtuning-padding, ..., craft")
+    build.add_argument("--data", help="the training questions D_src: a file or folder")
+    build.add_argument("--format", help="format of --data (default: by extension)")
+    build.add_argument("--split", help="split of --data (world_facts / benchmark split)")
+    build.add_argument("--knowledge", help="the probe's knowledge.jsonl")
+    build.add_argument(
+        "--knowledge-after",
+        dest="knowledge_after",
+        help="the rehearsed model's knowledge (rait rehearse; CRaFT needs it)",
+    )
+    build.add_argument("--n-van", dest="n_van", type=int, help="vanilla samples N_van")
+    build.add_argument("--n-idk", dest="n_idk", type=int, help="IdK samples N_idk")
+    build.add_argument("--tau-mu", dest="tau_mu", type=float, help="correctness threshold (0.5)")
+    build.add_argument("--seed", type=int)
+    build.add_argument(
+        "--strict-sizes",
+        dest="strict_sizes",
+        action="store_true",
+        help="stop when a pool is smaller than asked (default: take all of it and report)",
+    )
+    build.add_argument("--config", help="YAML file with BuildConfig fields")
+    build.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    build.set_defaults(func=cmd_build)
+
+    train = sub.add_parser(
+        "train", help="stage 3: SFT with TRL + PEFT, per-sample weights (METHODS §6)"
+    )
+    train.add_argument("--out", required=True, help="output folder (adapter/ or model/)")
+    train.add_argument("--data", help="a built set (rait build) or prompt/completion JSONL")
+    train.add_argument("--model", help="model name, hub id or folder (default: offline SmolLM2)")
+    train.add_argument("--seed", type=int)
+    train.add_argument(
+        "--no-weights", dest="no_weights", action="store_true", help="ignore the weight column"
+    )
+    _add_train_args(train)
+    train.add_argument("--config", help="YAML file with TrainConfig fields")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    train.set_defaults(func=cmd_train)
+
+    rehearse = sub.add_parser(
+        "rehearse", help="CRaFT rehearsal: train on known answers, re-probe, knowledge flow"
+    )
+    rehearse.add_argument("--out", required=True, help="output folder (knowledge_after.jsonl)")
+    rehearse.add_argument("--probe", help="the probe's output folder")
+    rehearse.add_argument("--size", type=int, help="rehearsal samples (default 1000)")
+    rehearse.add_argument("--min-mu", dest="min_mu", type=float)
+    rehearse.add_argument("--min-sigma", dest="min_sigma", type=float)
+    rehearse.add_argument("--seed", type=int)
+    rehearse.add_argument("--backend", choices=("auto", "hf", "vllm"), help="re-probe engine")
+    rehearse.add_argument("--probe-batch-size", dest="probe_batch_size", type=int)
+    _add_train_args(rehearse)
+    rehearse.add_argument("--config", help="YAML file with RehearseConfig fields")
+    rehearse.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    rehearse.set_defaults(func=cmd_rehearse)
 
     ev = sub.add_parser(
         "eval", help="stage 4: answer a test set 0-shot, classify, score (METHODS §7)"

@@ -1,0 +1,358 @@
+"""Stage 2, ``rait build``: turn a knowledge probe into a refusal-aware SFT set
+(METHODS.md sections 3, 4 and 6).
+
+Input: the training questions D_src, the probe's ``knowledge.jsonl`` (µ, σ per question) and,
+for CRaFT, the rehearsed model's knowledge (``rait rehearse``, µ̃, σ̃). A method
+(:mod:`rait.methods`) chooses N_van vanilla samples, which keep their answer, and N_idk IdK
+samples, whose target becomes the refusal (or R-Tuning's padding / uncertainty expression).
+
+Output, one JSON object per line, in TRL's conversational prompt/completion format:
+
+``id``, ``kind`` (``van``/``idk``), ``prompt`` (``[{"role": "user", ...}]``: the REFUSE prompt of
+GRAIT Tables 6/7 for every RAIT variant, the basic prompt for Van-Tuning), ``completion``
+(``[{"role": "assistant", "content": target}]``), ``weight`` (1.0 unless a method sets it),
+and for reading: ``method``, ``task``, ``answer`` (the target text), ``rule`` (which rule chose
+it), ``mu``, ``sigma`` and, after rehearsal, ``delta_mu``, ``delta_sigma``. Rows are in a seeded
+random order. Beside it, ``OUT.summary.json`` says how many samples each rule kept and dropped
+and why, and any size adjustment. Both files are written whole or not at all.
+
+**Sizes.** ``n_van`` and ``n_idk`` (N_van, N_idk). Default 4:1 (``van_idk_ratio``): with neither
+given, the largest 4:1 set that Cor-RAIT's split of the probe (µ ≥ τµ vs µ < τµ) allows, the
+same for every method so that methods are compared at equal size; with one given, the other
+follows the ratio. A pool smaller than asked is taken whole and reported (``strict_sizes``:
+an error instead); never up-sampled.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rait.config import config_to_dict
+from rait.data.records import QARecord, task_of
+from rait.data.sources import DataSource, load_source
+from rait.errors import ConfigError, DataError, Location
+from rait.fileio import atomic_open, dumps, read_jsonl_rows, write_json
+from rait.methods import METHODS, get_method
+from rait.methods.base import (
+    BuildContext,
+    Candidate,
+    MethodSpec,
+    Pick,
+    Selection,
+    Sizes,
+    Targets,
+)
+from rait.methods.base import split_by_mu as _split_by_mu
+from rait.prompts import REFUSAL_ANSWER, RTUNING_UNCERTAINTY_TEXTS, training_messages
+
+REQUIRED_FIELD_HINT = {
+    "greedy_correct": "probe with rtuning: true (the default) to get R-Tuning's greedy answer",
+    "rtuning_u_entropy": "probe with --rtuning-u to get R-Tuning-U's entropy",
+}
+
+
+@dataclass
+class BuildConfig:
+    """Settings of ``rait build``.
+
+    ``method``: one of :data:`rait.methods.METHODS`. ``data``: the training questions (D_src).
+    ``knowledge``: the probe's ``knowledge.jsonl``. ``knowledge_after``: the rehearsed model's
+    knowledge (``rait rehearse``; CRaFT and craft-no-cer need it). ``tau_mu``: the correctness
+    threshold τµ. ``refusal``: the refusal target (default "I don't know." for MCQA,
+    "I don't know" for OEQA).
+    """
+
+    method: str = "cor-rait"
+    data: DataSource = field(default_factory=DataSource)
+    knowledge: str | None = None
+    knowledge_after: str | None = None
+    n_van: int | None = None
+    n_idk: int | None = None
+    van_idk_ratio: float = 4.0
+    tau_mu: float = 0.5
+    seed: int = 0
+    strict_sizes: bool = False
+    refusal: str | None = None
+
+    def validate(self) -> MethodSpec:
+        spec = get_method(self.method)
+        if not self.knowledge:
+            raise ConfigError("build: `knowledge` (a probe's knowledge.jsonl) is required")
+        if spec.rehearsal and not self.knowledge_after:
+            raise ConfigError(
+                f"build: {self.method} needs the rehearsed model's knowledge: run `rait "
+                "rehearse` and pass its knowledge_after.jsonl with --knowledge-after"
+            )
+        for name in ("n_van", "n_idk"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"build: {name} must be >= 0, got {value}")
+        if self.n_van == 0 and self.n_idk == 0:
+            raise ConfigError("build: n_van and n_idk are both 0: nothing to train on")
+        if not (self.van_idk_ratio > 0 and math.isfinite(self.van_idk_ratio)):
+            raise ConfigError(f"build: van_idk_ratio must be > 0, got {self.van_idk_ratio}")
+        if not 0.0 < self.tau_mu <= 1.0:
+            raise ConfigError(f"build: tau_mu must be in (0, 1], got {self.tau_mu}")
+        if self.refusal is not None and not self.refusal.strip():
+            raise ConfigError("build: refusal is empty")
+        return spec
+
+
+# --------------------------------------------------------------------------- knowledge
+def _number(row: dict, key: str, path: str, lo: float | None = None, hi: float | None = None):
+    value = row.get(key)
+    where = Location(path, row["_line"], field=key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"expected a number, got {value!r}", where)
+    if not math.isfinite(value):
+        raise DataError(f"{value} is not a finite number", where)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise DataError(f"{value} is outside [{lo}, {hi}]", where)
+    return float(value)
+
+
+def read_knowledge(
+    path: str, task: str, requires: tuple[str, ...] = ()
+) -> dict[str, dict[str, Any]]:
+    """A probe's ``knowledge.jsonl`` by id, validated: µ in [0, 1], σ finite, unique ids, the
+    data's task, and the fields a method ``requires``. Every problem names file, line, field."""
+    rows = read_jsonl_rows(path, required=("id", "mu", "sigma"))
+    by_id: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        line = row["_line"]
+        key = str(row["id"])
+        if key in by_id:
+            raise DataError(
+                f"duplicate id {key!r} (first on line {by_id[key]['_line']})",
+                Location(path, line, field="id"),
+            )
+        _number(row, "mu", path, 0.0, 1.0)
+        _number(row, "sigma", path)
+        row_task = row.get("task")
+        if row_task is not None and row_task != task:
+            raise DataError(
+                f"the probe is {row_task} but the data is {task}: this knowledge file belongs "
+                "to another dataset",
+                Location(path, line, field="task"),
+            )
+        for name in requires:
+            if row.get(name) is None:
+                raise DataError(
+                    f"missing ({REQUIRED_FIELD_HINT.get(name, 'needed by this method')})",
+                    Location(path, line, field=name),
+                )
+            if name == "greedy_correct" and not isinstance(row[name], bool):
+                raise DataError(
+                    f"expected true or false, got {row[name]!r}", Location(path, line, field=name)
+                )
+            if name == "rtuning_u_entropy":
+                _number(row, name, path, 0.0)
+        by_id[key] = row
+    return by_id
+
+
+def load_candidates(
+    cfg: BuildConfig, spec: MethodSpec, records: list[QARecord]
+) -> tuple[list[Candidate], list[str]]:
+    """The probed training questions as candidates (data order), and notes on questions that
+    have no knowledge row. A knowledge id that is not in the data is an error."""
+    task = task_of(records)
+    knowledge = read_knowledge(str(cfg.knowledge), task, spec.requires)
+    by_id = {r.id: r for r in records}
+    for key, row in knowledge.items():
+        if key not in by_id:
+            raise DataError(
+                f"id {key!r} is not in the data ({cfg.data.describe()}): the knowledge file "
+                "belongs to another dataset or split",
+                Location(str(cfg.knowledge), row["_line"], field="id"),
+            )
+    after: dict[str, dict[str, Any]] | None = None
+    if spec.rehearsal:
+        after = read_knowledge(str(cfg.knowledge_after), task)
+        for key, row in after.items():
+            if key not in knowledge:
+                raise DataError(
+                    f"id {key!r} is not in the probe {cfg.knowledge}: the rehearsed probe must "
+                    "cover the same questions",
+                    Location(str(cfg.knowledge_after), row["_line"], field="id"),
+                )
+        missing = [k for k in knowledge if k not in after]
+        if missing:
+            raise DataError(
+                f"{len(missing)} probed question(s) are missing here (e.g. {missing[0]!r}): the "
+                "rehearsed probe must cover the same questions as the probe",
+                Location(str(cfg.knowledge_after)),
+            )
+    candidates = []
+    for record in records:
+        row = knowledge.get(record.id)
+        if row is None:
+            continue
+        extra: dict[str, Any] = {}
+        if after is not None:
+            extra = {"mu_after": after[record.id]["mu"], "sigma_after": after[record.id]["sigma"]}
+        candidates.append(
+            Candidate(record, float(row["mu"]), float(row["sigma"]), knowledge=row, **extra)
+        )
+    notes = []
+    unprobed = len(records) - len(candidates)
+    if unprobed:
+        notes.append(
+            f"{unprobed} of {len(records)} data questions have no knowledge row (not probed) "
+            "and are left out"
+        )
+    return candidates, notes
+
+
+# --------------------------------------------------------------------------- sizes
+def resolve_sizes(cfg: BuildConfig, candidates: list[Candidate]) -> tuple[Sizes, str]:
+    """N_van and N_idk from the config, filling a missing one from ``van_idk_ratio`` (4:1)."""
+    ratio = cfg.van_idk_ratio
+    n_van, n_idk = cfg.n_van, cfg.n_idk
+    if n_van is None and n_idk is None:
+        known, unknown = _split_by_mu(candidates, cfg.tau_mu)
+        n_idk = min(len(unknown), math.floor(len(known) / ratio))
+        n_van = round(ratio * n_idk)
+        how = (
+            f"default {ratio:g}:1 on the probe's split ({len(known)} with µ ≥ {cfg.tau_mu:g}, "
+            f"{len(unknown)} below): N_van {n_van}, N_idk {n_idk}"
+        )
+        if n_van + n_idk == 0:
+            raise DataError(
+                f"no {ratio:g}:1 set is possible from this probe ({len(known)} questions with "
+                f"µ ≥ {cfg.tau_mu:g}, {len(unknown)} below): give n_van and n_idk",
+                Location(str(cfg.knowledge)),
+            )
+    elif n_van is None:
+        n_van = round(ratio * n_idk)
+        how = f"N_idk {n_idk} given, N_van = {ratio:g} × N_idk = {n_van}"
+    elif n_idk is None:
+        n_idk = math.floor(n_van / ratio)
+        how = f"N_van {n_van} given, N_idk = N_van / {ratio:g} = {n_idk}"
+    else:
+        how = f"N_van {n_van}, N_idk {n_idk} (given)"
+    return Sizes(n_van, n_idk, cfg.strict_sizes), how
+
+
+# --------------------------------------------------------------------------- rows
+def training_row(pick: Pick, method: str, refuse_prompt: bool = True) -> dict[str, Any]:
+    """One output row: TRL prompt/completion messages plus what a reader needs."""
+    c = pick.candidate
+    messages = training_messages(c.record, pick.answer, refuse_prompt=refuse_prompt)
+    row: dict[str, Any] = {
+        "id": c.id,
+        "kind": pick.kind,
+        "prompt": messages[:1],
+        "completion": messages[1:],
+        "weight": float(pick.weight),
+        "method": method,
+        "task": c.record.task,
+        "answer": pick.answer,
+        "rule": pick.rule,
+        "mu": c.mu,
+        "sigma": c.sigma,
+    }
+    if c.mu_after is not None:
+        row["delta_mu"] = c.delta_mu
+        row["delta_sigma"] = c.delta_sigma
+    return row
+
+
+@dataclass
+class BuildResult:
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def build_dataset(cfg: BuildConfig) -> BuildResult:
+    """Choose the samples and make the rows; writes nothing."""
+    spec = cfg.validate()
+    records = load_source(cfg.data)
+    task = task_of(records)
+    candidates, notes = load_candidates(cfg, spec, records)
+    sizes, sizes_how = resolve_sizes(cfg, candidates)
+    targets = Targets(cfg.refusal or REFUSAL_ANSWER[task], tuple(RTUNING_UNCERTAINTY_TEXTS))
+    ctx = BuildContext(sizes=sizes, targets=targets, tau_mu=cfg.tau_mu, seed=cfg.seed)
+    selection: Selection = spec.select(candidates, ctx)
+    n_idk = sum(p.kind == "idk" for p in selection.picks)
+    if spec.refuse_prompt and sizes.n_idk > 0 and n_idk == 0:
+        pools = "; ".join(f"{r.rule}: pool {r.pool}" for r in selection.rules)
+        raise DataError(
+            f"{spec.name}: zero IdK candidates ({pools}); the probe finds nothing this model does "
+            "not know, so there is nothing to refuse. Probe more or harder questions, or set "
+            "n_idk: 0 to build a set without refusals",
+            Location(str(cfg.knowledge)),
+        )
+    if not selection.picks:
+        raise DataError(f"{spec.name}: no sample selected", Location(str(cfg.knowledge)))
+    rows = [training_row(p, spec.name, spec.refuse_prompt) for p in selection.picks]
+    random.Random(cfg.seed).shuffle(rows)
+    summary = {
+        "method": spec.name,
+        "description": spec.summary,
+        "task": task,
+        "n": len(rows),
+        "n_van": len(rows) - n_idk,
+        "n_idk": n_idk,
+        "asked": {"n_van": sizes.n_van, "n_idk": sizes.n_idk, "how": sizes_how},
+        "candidates": len(candidates),
+        "rules": [r.to_dict() for r in selection.rules],
+        "adjustments": selection.adjustments,
+        "notes": notes,
+        "prompt": "refuse" if spec.refuse_prompt else "basic",
+        "eval_confidence": spec.eval_confidence,
+        "config": config_to_dict(cfg),
+    }
+    return BuildResult(rows, summary)
+
+
+def summary_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".summary.json")
+
+
+def run_build(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
+    """Build and write ``out`` (JSONL) and its summary; nothing is written on an error."""
+    out = Path(out)
+    if out.suffix != ".jsonl":
+        raise ConfigError(f"build: the output {out} must be a .jsonl file")
+    result = build_dataset(cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out) as handle:
+        for row in result.rows:
+            handle.write(dumps(row) + "\n")
+    write_json(summary_path(out), result.summary)
+    return result.summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as a few readable lines."""
+    lines = [
+        f"{summary['method']}: {summary['n']} samples ({summary['n_van']} vanilla, "
+        f"{summary['n_idk']} IdK) from {summary['candidates']} probed questions",
+        f"  sizes: {summary['asked']['how']}",
+    ]
+    for rule in summary["rules"]:
+        dropped = f", dropped {rule['dropped']}" if rule["dropped"] else ""
+        why = f" ({rule['why_dropped']})" if rule["dropped"] and rule["why_dropped"] else ""
+        lines.append(f"  {rule['rule']}: pool {rule['pool']}, kept {rule['kept']}{dropped}{why}")
+    lines += [f"  note: {text}" for text in summary["adjustments"] + summary["notes"]]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "METHODS",
+    "BuildConfig",
+    "BuildResult",
+    "build_dataset",
+    "format_summary",
+    "load_candidates",
+    "read_knowledge",
+    "resolve_sizes",
+    "run_build",
+    "summary_path",
+]

@@ -1,0 +1,205 @@
+"""What every data-construction method shares: the candidates (a question with its probed
+knowledge), seeded selection, and the report of what each rule kept and dropped.
+
+A method turns candidates into :class:`Pick` s: a question, its kind (``van``: keeps an answer;
+``idk``: the refusal-aware side), the training target and a loss weight. Pools smaller than
+asked are taken whole and reported (METHODS.md section 3: never silently up-sampled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rait.data.records import QARecord
+from rait.errors import ConfigError
+
+Kind = Literal["van", "idk"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A training question with its knowledge state (µ, σ) and, after CRaFT's rehearsal, the
+    rehearsed model's (µ̃, σ̃)."""
+
+    record: QARecord
+    mu: float
+    sigma: float
+    knowledge: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    mu_after: float | None = None
+    sigma_after: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def delta_mu(self) -> float:
+        """Knowledge flow of correctness, Δµ = µ̃ − µ0 (CRaFT section 3.3, METHODS.md §3)."""
+        if self.mu_after is None:
+            raise ValueError(f"{self.id}: no rehearsed µ")
+        return self.mu_after - self.mu
+
+    @property
+    def delta_sigma(self) -> float:
+        """Knowledge flow of certainty, Δσ = σ̃ − σ0."""
+        if self.sigma_after is None:
+            raise ValueError(f"{self.id}: no rehearsed σ")
+        return self.sigma_after - self.sigma
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One training sample chosen by a method."""
+
+    candidate: Candidate
+    kind: Kind
+    answer: str
+    rule: str
+    weight: float = 1.0
+
+
+@dataclass
+class RuleReport:
+    """How many candidates one rule saw, kept and dropped, and why."""
+
+    rule: str
+    pool: int
+    kept: int
+    why_dropped: str = ""
+
+    @property
+    def dropped(self) -> int:
+        return self.pool - self.kept
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "pool": self.pool,
+            "kept": self.kept,
+            "dropped": self.dropped,
+            "why_dropped": self.why_dropped,
+        }
+
+
+@dataclass
+class Selection:
+    """A method's output: the picks, one report per rule, and any size adjustment."""
+
+    picks: list[Pick] = field(default_factory=list)
+    rules: list[RuleReport] = field(default_factory=list)
+    adjustments: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many vanilla and IdK samples to take (N_van, N_idk) and what to do when a pool is
+    smaller: take all of it and report (default) or stop (``strict``)."""
+
+    n_van: int
+    n_idk: int
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The training targets a method can use."""
+
+    refusal: str
+    uncertainty_texts: tuple[str, ...] = ()
+
+
+def derived_rng(seed: int, *labels: str) -> random.Random:
+    """An independent, platform-stable RNG per (seed, method, rule)."""
+    text = "\x1f".join((str(seed), *labels))
+    return random.Random(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big"))
+
+
+def take(
+    pool: Sequence[Candidate],
+    n: int,
+    *,
+    name: str,
+    sizes: Sizes,
+    selection: Selection,
+    order: Literal["random", "top", "bottom"],
+    rng: random.Random,
+    key: Callable[[Candidate], float] | None = None,
+) -> list[Candidate]:
+    """``n`` candidates of ``pool``: a seeded random sample (``random``), or the ``n`` with the
+    highest (``top``) / lowest (``bottom``) ``key``. Ties in ``key`` are broken by a seeded
+    random order, so the result depends on the seed only, not on the file order.
+
+    A pool smaller than ``n`` is taken whole and the shortfall is recorded in
+    ``selection.adjustments``, or, with ``sizes.strict``, is an error."""
+    if n < 0:
+        raise ConfigError(f"{name}: a size cannot be negative, got {n}")
+    if n > len(pool):
+        message = (
+            f"{name}: asked for {n}, the pool has {len(pool)}; all {len(pool)} taken "
+            "(no up-sampling)"
+        )
+        if sizes.strict:
+            raise ConfigError(message + "; strict_sizes is on: lower the size or the thresholds")
+        selection.adjustments.append(message)
+        n = len(pool)
+    if order == "random":
+        return rng.sample(list(pool), n)
+    if key is None:
+        raise ValueError("a ranked take needs a key")
+    tiebreak = {c.id: rng.random() for c in pool}
+    sign = -1.0 if order == "top" else 1.0
+    ranked = sorted(pool, key=lambda c: (sign * key(c), tiebreak[c.id]))
+    return ranked[:n]
+
+
+def split_by_mu(
+    candidates: Sequence[Candidate], tau_mu: float
+) -> tuple[list[Candidate], list[Candidate]]:
+    """Cor-RAIT's split (METHODS.md section 3): known ``µ ≥ τµ`` and unknown ``µ < τµ``."""
+    known = [c for c in candidates if c.mu >= tau_mu]
+    unknown = [c for c in candidates if c.mu < tau_mu]
+    return known, unknown
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything a method's selection reads besides the candidates."""
+
+    sizes: Sizes
+    targets: Targets
+    tau_mu: float = 0.5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A data-construction method: its selection function and what it needs.
+
+    ``refuse_prompt``: train with the REFUSE prompt (every RAIT variant) or the basic prompt
+    (Van-Tuning), METHODS.md section 6. ``requires``: knowledge fields beyond µ and σ.
+    ``rehearsal``: needs the rehearsed model's knowledge (``--knowledge-after``).
+    ``eval_confidence``: how ``rait eval`` should score confidence for the trained model.
+    """
+
+    name: str
+    select: Callable[[Sequence[Candidate], BuildContext], Selection]
+    summary: str
+    refuse_prompt: bool = True
+    requires: tuple[str, ...] = ()
+    rehearsal: bool = False
+    eval_confidence: str = "answer"
+
+
+def pick_all(
+    chosen: Sequence[Candidate], kind: Kind, answer_of: Callable[[Candidate], str], rule: str
+) -> list[Pick]:
+    return [Pick(c, kind, answer_of(c), rule) for c in chosen]
+
+
+def gold_answer(candidate: Candidate) -> str:
+    """The original answer: the gold letter (MCQA) or the first alias (OEQA)."""
+    return candidate.record.canonical_answer

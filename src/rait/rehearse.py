@@ -1,0 +1,225 @@
+"""``rait rehearse``: CRaFT's rehearsal training and knowledge flow (METHODS.md section 3).
+
+1. **Rehearsal set**: the probed questions the model knows best, ``µ ≥ min_mu`` and
+   ``σ ≥ min_sigma`` (defaults from the released code: OEQA µ ≥ 0.995 and σ ≥ 0.995; MCQA
+   p(gold) ≥ 0.99 with no σ threshold), ``size`` of them (1,000) drawn with the seed; a
+   smaller pool is taken whole and reported. Targets are the original answers (no refusals),
+   under the REFUSE prompt that the final tuning uses.
+2. **Rehearsal training**: the same trainer and hyper-parameters as the final tuning
+   (``rait train``) → the rehearsed model M̃.
+3. **Re-probe** D_src with M̃, with the original probe's own settings (read from its
+   ``stage.json``: same questions, shots, samples and seed) → µ̃, σ̃.
+4. ``knowledge_after.jsonl``: per question ``mu``/``sigma`` (the rehearsed model's, so that the
+   file is a knowledge file like any other), ``mu_before``/``sigma_before`` and the knowledge
+   flow ``delta_mu = µ̃ − µ0``, ``delta_sigma = σ̃ − σ0`` (the paper's equation swaps Cor and
+   Cer; METHODS.md fixes it). ``rait build --knowledge-after`` reads it.
+
+Δµ is matched by question id, never by row position (the released OEQA code takes Δµ from the
+wrong question, METHODS.md section 8).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rait.config import build_config, config_to_dict
+from rait.data.records import task_of
+from rait.data.sources import load_source
+from rait.errors import ConfigError, DataError, Location
+from rait.fileio import atomic_open, dumps, read_json, write_json
+from rait.methods.base import Candidate, Pick, derived_rng
+from rait.probe import KNOWLEDGE_FILE, ProbeConfig, run_probe
+from rait.rundir import MANIFEST
+from rait.train import ADAPTER_DIR, MODEL_DIR, TrainConfig, run_train
+
+REHEARSAL_SET = "rehearsal_set.jsonl"
+KNOWLEDGE_AFTER = "knowledge_after.jsonl"
+SUMMARY_FILE = "rehearse_summary.json"
+DEFAULT_THRESHOLDS = {"mcqa": (0.99, None), "oeqa": (0.995, 0.995)}
+
+
+@dataclass
+class RehearseConfig:
+    """Settings of ``rait rehearse``.
+
+    ``probe``: the probe's output folder (its ``knowledge.jsonl`` and ``stage.json``, whose
+    settings the re-probe repeats). ``min_mu``/``min_sigma``: rehearsal thresholds (None: the
+    task's default). ``size``: rehearsal samples. ``train``: the trainer settings (its ``data``
+    is set here). ``backend``/``batch_size``: override the re-probe's engine settings only.
+    """
+
+    probe: str | None = None
+    min_mu: float | None = None
+    min_sigma: float | None = None
+    size: int = 1000
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    backend: str | None = None
+    batch_size: int | None = None
+
+    def validate(self) -> None:
+        if not self.probe:
+            raise ConfigError("rehearse: `probe` (the probe's output folder) is required")
+        if self.size <= 0:
+            raise ConfigError(f"rehearse: size must be positive, got {self.size}")
+        if self.min_mu is not None and not 0.0 <= self.min_mu <= 1.0:
+            raise ConfigError(f"rehearse: min_mu must be in [0, 1], got {self.min_mu}")
+
+
+def probe_config_of(probe_dir: str | Path) -> ProbeConfig:
+    """The settings a finished probe ran with (from its ``stage.json``)."""
+    manifest_path = Path(probe_dir) / MANIFEST
+    try:
+        manifest = read_json(manifest_path)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{probe_dir} is not a probe folder (no {MANIFEST}): give the folder `rait probe "
+            "--out` wrote"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg})", Location(str(manifest_path))) from None
+    if manifest.get("stage") != "probe" or manifest.get("status") != "complete":
+        raise ConfigError(f"{probe_dir} does not hold a complete probe (see {manifest_path})")
+    return build_config(ProbeConfig, manifest["config"], origin=str(manifest_path))
+
+
+def select_rehearsal(
+    candidates: list[Candidate], task: str, cfg: RehearseConfig
+) -> tuple[list[Candidate], dict[str, Any]]:
+    """The rehearsal set: ``µ ≥ min_mu`` (and ``σ ≥ min_sigma``), ``size`` drawn with the seed."""
+    default_mu, default_sigma = DEFAULT_THRESHOLDS[task]
+    min_mu = default_mu if cfg.min_mu is None else cfg.min_mu
+    min_sigma = default_sigma if cfg.min_sigma is None else cfg.min_sigma
+    pool = [c for c in candidates if c.mu >= min_mu and (min_sigma is None or c.sigma >= min_sigma)]
+    rule = f"µ ≥ {min_mu:g}" + (f" and σ ≥ {min_sigma:g}" if min_sigma is not None else "")
+    if not pool:
+        raise DataError(
+            f"no probed question passes the rehearsal thresholds ({rule}): lower min_mu / "
+            "min_sigma",
+            Location(cfg.probe),
+        )
+    notes = []
+    n = cfg.size
+    if n > len(pool):
+        notes.append(
+            f"asked for {n} rehearsal samples, {len(pool)} pass {rule}; all {len(pool)} taken"
+        )
+        n = len(pool)
+    chosen = derived_rng(cfg.seed, "rehearsal").sample(pool, n)
+    info = {
+        "rule": rule,
+        "pool": len(pool),
+        "kept": len(chosen),
+        "candidates": len(candidates),
+        "notes": notes,
+    }
+    return chosen, info
+
+
+def knowledge_after_rows(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Rows of ``knowledge_after.jsonl``: the rehearsed µ̃, σ̃ with Δµ = µ̃ − µ0, Δσ = σ̃ − σ0,
+    matched by id."""
+    rows = []
+    for key, old in before.items():
+        new = after[key]
+        rows.append(
+            {
+                "id": key,
+                "task": old.get("task"),
+                "mu": new["mu"],
+                "sigma": new["sigma"],
+                "mu_before": old["mu"],
+                "sigma_before": old["sigma"],
+                "delta_mu": new["mu"] - old["mu"],
+                "delta_sigma": new["sigma"] - old["sigma"],
+            }
+        )
+    return rows
+
+
+def _rehearsal_rows(chosen: list[Candidate], seed: int) -> list[dict[str, Any]]:
+    from rait.build import training_row
+    from rait.methods.base import gold_answer
+
+    rows = [
+        training_row(Pick(c, "van", gold_answer(c), "rehearsal: original answer"), "rehearsal")
+        for c in chosen
+    ]
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+def run_rehearse(cfg: RehearseConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
+    """Select, train, re-probe and write ``OUT/knowledge_after.jsonl`` (each step cached)."""
+    from rait.build import read_knowledge
+
+    cfg.validate()
+    out = Path(out_dir)
+    probe_cfg = probe_config_of(cfg.probe)
+    records = load_source(probe_cfg.data)
+    task = task_of(records)
+    before = read_knowledge(str(Path(cfg.probe) / KNOWLEDGE_FILE), task)
+    by_id = {r.id: r for r in records}
+    candidates = [
+        Candidate(by_id[k], float(row["mu"]), float(row["sigma"]), knowledge=row)
+        for k, row in before.items()
+        if k in by_id
+    ]
+    if len(candidates) != len(before):
+        raise DataError(
+            "the probe's knowledge ids do not match its own data: the data changed since the "
+            "probe ran; probe again",
+            Location(str(Path(cfg.probe) / KNOWLEDGE_FILE)),
+        )
+    chosen, info = select_rehearsal(candidates, task, cfg)
+    for note in info["notes"]:
+        log(f"[rehearse] note: {note}")
+    log(f"[rehearse] rehearsal set: {info['kept']} of {info['pool']} passing {info['rule']}")
+    out.mkdir(parents=True, exist_ok=True)
+    set_path = out / REHEARSAL_SET
+    rows = _rehearsal_rows(chosen, cfg.seed)
+    text = "".join(dumps(r) + "\n" for r in rows)
+    if not set_path.exists() or set_path.read_text(encoding="utf-8") != text:
+        with atomic_open(set_path) as handle:
+            handle.write(text)
+    train_cfg = replace(cfg.train, data=str(set_path), model=probe_cfg.model)
+    train_summary = run_train(train_cfg, out / "train", log=log)
+    trained = out / "train" / (ADAPTER_DIR if train_cfg.finetuning == "lora" else MODEL_DIR)
+    model = (
+        replace(probe_cfg.model, adapter=str(trained))
+        if train_cfg.finetuning == "lora"
+        else replace(probe_cfg.model, name=str(trained), gguf_file=None)
+    )
+    reprobe = replace(probe_cfg, model=model, rtuning=False, rtuning_u=False)
+    if cfg.backend is not None:
+        reprobe.backend = cfg.backend
+    if cfg.batch_size is not None:
+        reprobe.batch_size = cfg.batch_size
+    run_probe(reprobe, out / "probe")
+    after = read_knowledge(str(out / "probe" / KNOWLEDGE_FILE), task)
+    flow = knowledge_after_rows(before, after)
+    with atomic_open(out / KNOWLEDGE_AFTER) as handle:
+        for row in flow:
+            handle.write(dumps(row) + "\n")
+    unknown = [r for r in flow if r["mu_before"] < 0.5]
+    summary = {
+        "rehearsal": info,
+        "train": {k: v for k, v in train_summary.items() if k != "log_history"},
+        "n": len(flow),
+        "mean_delta_mu": sum(r["delta_mu"] for r in flow) / len(flow),
+        "mean_delta_sigma": sum(r["delta_sigma"] for r in flow) / len(flow),
+        "unknown": len(unknown),
+        "unknown_delta_mu_negative": sum(r["delta_mu"] < 0 for r in unknown),
+        "unknown_delta_mu_zero": sum(r["delta_mu"] == 0 for r in unknown),
+        "unknown_delta_mu_positive": sum(r["delta_mu"] > 0 for r in unknown),
+        "knowledge_after": str(out / KNOWLEDGE_AFTER),
+        "config": config_to_dict(cfg),
+    }
+    write_json(out / SUMMARY_FILE, summary)
+    return summary

@@ -1,0 +1,535 @@
+"""Stage 3, ``rait train``: supervised fine-tuning on a built set with TRL and PEFT
+(METHODS.md section 6).
+
+* **LoRA** (default; r 64, α 16, dropout 0.1 on every linear layer) or **full** fine-tuning;
+  AdamW, lr 2e-4, 3 epochs, cosine schedule with 3% warm-up, effective batch 16 (per-device
+  batch × gradient accumulation × processes), max length 2048, gradient clipping 1.0.
+* **Loss on the completion only**: the prompt is rendered exactly as ``rait eval`` renders it
+  (the chat template with the generation prompt, or plain text), tokenized on its own, and the
+  completion's tokens follow it, so training and inference see the same context tokens.
+* **Per-sample loss weights at any batch size** (GRAIT eq. 11, METHODS.md section 5). With
+  ``L_i = (1/|T_i|) Σ_{t∈T_i} ℓ_it`` the token-mean loss of sample i over its completion
+  tokens T_i, the loss of an optimisation step over the B samples of all its micro-batches
+  (and processes) is ``L = (1/B) Σ_i w_i L_i`` (``loss_reduction: sample``, the default).
+  All-ones weights give exactly the plain mean of per-sample losses. ``loss_reduction:
+  token`` weights TRL's token-mean instead, ``L = Σ_i w_i Σ_t ℓ_it / Σ_i |T_i|``; with all-ones
+  weights it is exactly TRL's own loss.
+* **Checkpoints** every ``save_steps`` steps (and at each epoch end); a killed run resumes from
+  the last one (optimizer, scheduler, RNG and data order included).
+* Output: ``OUT/adapter`` (LoRA; ``rait eval --adapter OUT/adapter``, or
+  ``PeftModel.from_pretrained(base, OUT/adapter)``) or ``OUT/model`` (full; a plain
+  ``AutoModelForCausalLM`` folder), each with the tokenizer; ``OUT/train_summary.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rait.config import config_to_dict
+from rait.errors import ConfigError, DataError, Location
+from rait.fileio import read_json, read_jsonl_rows, write_json
+from rait.models import ModelConfig, render_prompt, resolve_device
+from rait.rundir import Stage
+
+ADAPTER_DIR = "adapter"
+MODEL_DIR = "model"
+CHECKPOINTS_DIR = "checkpoints"
+SUMMARY_FILE = "train_summary.json"
+FINETUNING = ("lora", "full")
+LOSS_REDUCTIONS = ("sample", "token")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of ``rait train`` (defaults: METHODS.md section 6).
+
+    ``data``: a built set (``rait build``) or any JSONL with ``prompt`` and ``completion``
+    (TRL's conversational or plain-text form) and an optional ``weight``.
+    ``batch_size``: samples per device and micro-batch; gradient accumulation makes up
+    ``effective_batch_size`` (which must be a multiple of batch_size × processes).
+    ``use_weights``: apply the rows' ``weight`` (off: every weight is 1).
+    ``report_to``: ``none``, ``tensorboard``, ``wandb``, ... (the trainer's loggers).
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: str | None = None
+    finetuning: str = "lora"
+    lora_r: int = 64
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_target_modules: str = "all-linear"
+    learning_rate: float = 2e-4
+    epochs: float = 3.0
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    effective_batch_size: int = 16
+    batch_size: int = 8
+    max_length: int = 2048
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    loss_reduction: str = "sample"
+    use_weights: bool = True
+    gradient_checkpointing: bool = False
+    save_steps: int = 50
+    save_total_limit: int = 2
+    logging_steps: int = 5
+    report_to: str = "none"
+    seed: int = 0
+
+    def validate(self) -> None:
+        checks = [
+            (self.data, "train: `data` (a built JSONL set) is required"),
+            (
+                self.finetuning in FINETUNING,
+                f"finetuning must be one of {', '.join(FINETUNING)}, got {self.finetuning!r}",
+            ),
+            (
+                self.loss_reduction in LOSS_REDUCTIONS,
+                f"loss_reduction must be one of {', '.join(LOSS_REDUCTIONS)}, "
+                f"got {self.loss_reduction!r}",
+            ),
+            (self.lora_r > 0, f"lora_r must be positive, got {self.lora_r}"),
+            (self.lora_alpha > 0, f"lora_alpha must be positive, got {self.lora_alpha}"),
+            (
+                0 <= self.lora_dropout < 1,
+                f"lora_dropout must be in [0, 1): {self.lora_dropout}",
+            ),
+            (
+                self.learning_rate > 0 and math.isfinite(self.learning_rate),
+                f"learning_rate must be positive, got {self.learning_rate}",
+            ),
+            (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
+            (
+                0 <= self.warmup_ratio < 1,
+                f"warmup_ratio must be in [0, 1): {self.warmup_ratio}",
+            ),
+            (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
+            (
+                self.effective_batch_size > 0,
+                f"effective_batch_size must be positive, got {self.effective_batch_size}",
+            ),
+            (self.max_length > 0, f"max_length must be positive, got {self.max_length}"),
+            (self.max_grad_norm > 0, f"max_grad_norm must be positive, got {self.max_grad_norm}"),
+            (self.save_steps > 0, f"save_steps must be positive, got {self.save_steps}"),
+            (self.logging_steps > 0, f"logging_steps must be positive, got {self.logging_steps}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        self.model.validate()
+
+    def accumulation_steps(self, world_size: int = 1) -> int:
+        per_step = self.batch_size * world_size
+        if self.effective_batch_size % per_step:
+            raise ConfigError(
+                f"effective_batch_size {self.effective_batch_size} is not a multiple of "
+                f"batch_size {self.batch_size} × {world_size} process(es)"
+            )
+        return self.effective_batch_size // per_step
+
+
+# --------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class TrainExample:
+    """One tokenized sample: the prompt's and the completion's token ids and the weight."""
+
+    id: str
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    weight: float
+
+    def features(self) -> dict[str, Any]:
+        return {
+            "input_ids": self.prompt_ids + self.completion_ids,
+            "completion_mask": [0] * len(self.prompt_ids) + [1] * len(self.completion_ids),
+            "weight": self.weight,
+        }
+
+
+def _messages(value: Any, role: str, where: Location) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise DataError("expected a non-empty list of chat messages or a string", where)
+    for message in value:
+        if (
+            not isinstance(message, dict)
+            or not isinstance(message.get("role"), str)
+            or not isinstance(message.get("content"), str)
+        ):
+            raise DataError('each message needs a string "role" and "content"', where)
+    if value[-1]["role"] != role:
+        raise DataError(f"the last message must have role {role!r}", where)
+    return value
+
+
+def read_training_rows(path: str, use_weights: bool = True) -> list[dict[str, Any]]:
+    """The rows of a training set, validated: ``prompt`` and ``completion`` as chat messages
+    (a prompt ending with a user turn, a completion of one non-empty assistant turn) or as
+    strings, a unique ``id`` if present, and a finite ``weight`` ≥ 0 (default 1)."""
+    rows = read_jsonl_rows(path, required=("prompt", "completion"))
+    seen: dict[str, int] = {}
+    conversational = None
+    for row in rows:
+        line = row["_line"]
+        row_id = str(row.get("id", f"line{line}"))
+        if row_id in seen:
+            raise DataError(
+                f"duplicate id {row_id!r} (first on line {seen[row_id]})",
+                Location(path, line, field="id"),
+            )
+        seen[row_id] = line
+        row["id"] = row_id
+        is_chat = not isinstance(row["prompt"], str)
+        if conversational is None:
+            conversational = is_chat
+        elif conversational != is_chat:
+            raise DataError(
+                "mixes chat-message and plain-text prompts", Location(path, line, field="prompt")
+            )
+        if is_chat:
+            _messages(row["prompt"], "user", Location(path, line, field="prompt"))
+            where = Location(path, line, field="completion")
+            completion = _messages(row["completion"], "assistant", where)
+            if len(completion) != 1:
+                raise DataError("expected exactly one assistant message", where)
+            if not completion[0]["content"].strip():
+                raise DataError("the completion is empty", where)
+        else:
+            if not isinstance(row["completion"], str) or not row["completion"].strip():
+                raise DataError(
+                    "expected a non-empty string", Location(path, line, field="completion")
+                )
+            if not row["prompt"].strip():
+                raise DataError("the prompt is empty", Location(path, line, field="prompt"))
+        weight = row.get("weight", 1.0)
+        where = Location(path, line, field="weight")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise DataError(f"expected a number, got {weight!r}", where)
+        if not math.isfinite(weight) or weight < 0:
+            raise DataError(f"a weight must be finite and >= 0, got {weight}", where)
+        row["weight"] = float(weight) if use_weights else 1.0
+    return rows
+
+
+def completion_text(tokenizer: Any, prompt: list[dict], completion: list[dict], chat: bool) -> str:
+    """The text the model must produce after the rendered prompt.
+
+    With a chat template: what the template adds for the assistant turn (e.g.
+    ``"Paris<|im_end|>\\n"``), so that the model learns to close its turn. Without: a space,
+    the answer and the end-of-sequence token (plain prompts end with ``"Answer:"``)."""
+    answer = completion[0]["content"]
+    if chat:
+        prompt_text = render_prompt(tokenizer, prompt, chat=True)
+        full = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
+        if full.startswith(prompt_text) and answer in full[len(prompt_text) :]:
+            return full[len(prompt_text) :]
+        return answer + (tokenizer.eos_token or "")
+    return " " + answer + (tokenizer.eos_token or "\n")
+
+
+def tokenize_rows(
+    rows: list[dict[str, Any]], tokenizer: Any, chat: bool, max_length: int, path: str
+) -> list[TrainExample]:
+    """Tokenize prompt and completion separately (the prompt exactly as at inference)."""
+    examples = []
+    for row in rows:
+        if isinstance(row["prompt"], str):
+            prompt_text, target = row["prompt"], row["completion"]
+        else:
+            prompt_text = render_prompt(tokenizer, row["prompt"], chat=chat)
+            target = completion_text(tokenizer, row["prompt"], row["completion"], chat)
+        prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+        completion_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+        if not completion_ids:
+            raise DataError(
+                "the completion has no tokens", Location(path, row["_line"], field="completion")
+            )
+        total = len(prompt_ids) + len(completion_ids)
+        if total > max_length:
+            raise DataError(
+                f"{total} tokens, longer than max_length {max_length}: raise max_length or "
+                "shorten the prompt",
+                Location(path, row["_line"], field="prompt"),
+            )
+        examples.append(TrainExample(row["id"], prompt_ids, completion_ids, row["weight"]))
+    return examples
+
+
+# --------------------------------------------------------------------------- trainer
+def weighted_loss(
+    log_probs: Any,
+    label_mask: Any,
+    weights: Any,
+    reduction: str,
+    denominator: Any,
+) -> Any:
+    """The weighted SFT loss of one micro-batch (see the module docstring).
+
+    ``log_probs``/``label_mask``: (batch, length) per-token log-probabilities of the labels
+    (zero where masked) and the mask; ``weights``: (batch,). ``sample``: ``Σ_i w_i L_i / D``
+    with ``L_i`` the token-mean of sample i and ``D`` the step's sample count; ``token``:
+    ``Σ_i w_i Σ_t ℓ_it / D`` with ``D`` the step's token count."""
+    import torch
+
+    per_token = -log_probs
+    if reduction == "sample":
+        tokens = label_mask.sum(dim=-1)
+        per_sample = per_token.sum(dim=-1) / tokens.clamp(min=1)
+        return (weights.to(per_sample.dtype) * per_sample).sum() / torch.as_tensor(
+            denominator, device=per_sample.device
+        ).clamp(min=1)
+    weighted = weights.to(per_token.dtype)[:, None] * per_token
+    return weighted.sum() / torch.as_tensor(denominator, device=per_token.device).clamp(min=1)
+
+
+class _KeepWeights:
+    """Wraps a collator so each batch also carries its samples' ``weight`` tensor."""
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        weights = [float(e.get("weight", 1.0)) for e in examples]
+        batch = self.collator([{k: v for k, v in e.items() if k != "weight"} for e in examples])
+        batch["weight"] = torch.tensor(weights, dtype=torch.float32)
+        return batch
+
+
+def _weighted_trainer_class():
+    """TRL's SFTTrainer with per-sample weights (defined lazily: TRL imports are slow)."""
+    import torch
+    from trl import SFTTrainer
+
+    class WeightedSFTTrainer(SFTTrainer):
+        """``SFTTrainer`` whose loss is a weighted mean of per-sample (or per-token) losses.
+
+        The batch's ``weight`` column survives TRL's column pruning and the collator; the
+        loss is :func:`weighted_loss` over TRL's fused per-token log-probabilities, divided
+        by the number of samples (or tokens) of the whole optimisation step, counted over
+        its micro-batches and processes, so that gradient accumulation and DDP give the same
+        update as one big batch.
+        """
+
+        def __init__(self, *args: Any, loss_reduction: str = "sample", **kwargs: Any):
+            self.loss_reduction = loss_reduction
+            self._step_samples: int | None = None
+            super().__init__(*args, **kwargs)
+            if self.args.padding_free or self.args.packing:
+                raise ConfigError("per-sample weights need one sample per row: no packing")
+            self.data_collator = _KeepWeights(self.data_collator)
+            if loss_reduction == "sample":
+                # the loss is already the mean over the whole accumulated step
+                self.loss_is_scaled_for_ga = True
+
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            if "weight" not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, "weight"]
+
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            batch_samples, num_items = super().get_batch_samples(
+                epoch_iterator, num_batches, device
+            )
+            local = sum(int(b["input_ids"].shape[0]) for b in batch_samples)
+            count = torch.tensor(local, device=device)
+            if self.args.world_size > 1:
+                count = self.accelerator.gather(count).sum()
+            self._step_samples = int(count)
+            return batch_samples, num_items
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            weights = inputs.pop("weight", None)
+            if weights is None:
+                weights = torch.ones(inputs["input_ids"].shape[0])
+            inputs["use_cache"] = False
+            outputs = model(**inputs, fused_lm_head=True)
+            mask = outputs.label_mask
+            world = self.accelerator.num_processes
+            if self.loss_reduction == "sample":
+                if model.training and self._step_samples is not None:
+                    denominator = self._step_samples
+                else:
+                    denominator, world = mask.shape[0], 1
+            else:
+                denominator = mask.sum() if num_items_in_batch is None else num_items_in_batch
+                if num_items_in_batch is None or not self.args.average_tokens_across_devices:
+                    world = 1
+            loss = weighted_loss(
+                outputs.log_probs, mask, weights.to(mask.device), self.loss_reduction, denominator
+            )
+            # DDP averages gradients over processes; the denominator already counts them all
+            loss = loss * world
+            mode = "train" if model.training else "eval"
+            valid = mask.sum()
+            if outputs.is_top1 is not None and valid > 0:
+                self._metrics[mode]["mean_token_accuracy"].append(
+                    (outputs.is_top1.sum() / valid).item()
+                )
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedSFTTrainer
+
+
+def weighted_trainer_class():
+    """The :class:`WeightedSFTTrainer` class."""
+    return _weighted_trainer_class()
+
+
+# --------------------------------------------------------------------------- running
+def _latest_checkpoint(folder: Path) -> str | None:
+    found = sorted(
+        (p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    return str(found[-1]) if found else None
+
+
+def _load_for_training(cfg: TrainConfig):
+    from rait.models import load_model
+
+    lm = load_model(cfg.model)
+    model = lm.model
+    model.train()
+    if cfg.finetuning == "full" and next(model.parameters()).dtype != _float32():
+        model = model.float()  # full fine-tuning keeps fp32 master weights (bf16 autocast on GPU)
+    return lm, model
+
+
+def _float32():
+    import torch
+
+    return torch.float32
+
+
+def build_trainer(
+    cfg: TrainConfig,
+    examples: list[TrainExample],
+    output_dir: Path,
+    lm: Any,
+    model: Any,
+    weighted: bool = True,
+):
+    """The TRL trainer for ``examples``: WeightedSFTTrainer, or TRL's plain SFTTrainer with
+    ``weighted=False`` (the benchmark's baseline)."""
+    import datasets
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    datasets.disable_progress_bars()
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(cfg.model.device)
+    bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.accumulation_steps(world),
+        max_length=cfg.max_length,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim="adamw_torch",
+        completion_only_loss=True,
+        packing=False,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        report_to=cfg.report_to,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=bf16,
+        use_cpu=device == "cpu",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    features = [e.features() for e in examples]
+    if not weighted:
+        for f in features:
+            del f["weight"]
+    dataset = Dataset.from_list(features)
+    peft_config = None
+    if cfg.finetuning == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.lora_target_modules,
+            task_type="CAUSAL_LM",
+        )
+    kwargs = {
+        "model": model,
+        "args": args,
+        "train_dataset": dataset,
+        "processing_class": lm.tokenizer,
+        "peft_config": peft_config,
+    }
+    if weighted:
+        return weighted_trainer_class()(loss_reduction=cfg.loss_reduction, **kwargs)
+    return SFTTrainer(**kwargs)
+
+
+def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
+    """Train on ``cfg.data`` into ``out_dir`` (cached: an unchanged config and data set is not
+    trained again; a killed run resumes from its last checkpoint)."""
+    cfg.validate()
+    cfg.accumulation_steps(int(os.environ.get("WORLD_SIZE", "1")))
+    rows = read_training_rows(str(cfg.data), cfg.use_weights)
+    config = config_to_dict(cfg)
+    stage = Stage(Path(out_dir), "train", config, [str(cfg.data)])
+    if stage.is_complete():
+        log(f"[train] up to date, skipped ({stage.path})")
+        return read_json(stage.path / SUMMARY_FILE)
+    resuming = stage.begin()
+    checkpoints = stage.path / CHECKPOINTS_DIR
+    resume_from = _latest_checkpoint(checkpoints) if resuming else None
+    log(f"[train] {'resuming from ' + resume_from if resume_from else 'running'} -> {stage.path}")
+    lm, model = _load_for_training(cfg)
+    examples = tokenize_rows(rows, lm.tokenizer, lm.use_chat_template, cfg.max_length, cfg.data)
+    trainer = build_trainer(cfg, examples, checkpoints, lm, model)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+    if trainer.is_world_process_zero():
+        target = stage.path / (ADAPTER_DIR if cfg.finetuning == "lora" else MODEL_DIR)
+        trainer.model.save_pretrained(str(target))
+        lm.tokenizer.save_pretrained(str(target))
+        losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        summary = {
+            "n_samples": len(examples),
+            "n_van": sum(r.get("kind") == "van" for r in rows),
+            "n_idk": sum(r.get("kind") == "idk" for r in rows),
+            "weights": {
+                "min": min(e.weight for e in examples),
+                "max": max(e.weight for e in examples),
+                "all_one": all(e.weight == 1.0 for e in examples),
+            },
+            "finetuning": cfg.finetuning,
+            "steps": trainer.state.global_step,
+            "epochs": cfg.epochs,
+            "train_loss": result.training_loss,
+            "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None,
+            "seconds": round(seconds, 2),
+            "samples_per_second": round(len(examples) * cfg.epochs / seconds, 3),
+            "resumed_from": resume_from,
+            "output": str(target),
+            "log_history": trainer.state.log_history,
+        }
+        write_json(stage.path / SUMMARY_FILE, summary)
+        stage.complete({"output": target.name, "summary": SUMMARY_FILE})
+        return summary
+    return {}

@@ -1,0 +1,359 @@
+"""rait.train: per-sample weights, TRL/PEFT training on a tiny model, checkpoints, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from rait.errors import ConfigError, DataError
+from rait.models import ModelConfig, build_tiny_model, load_model, render_prompt
+from rait.train import (
+    TrainConfig,
+    TrainExample,
+    build_trainer,
+    completion_text,
+    read_training_rows,
+    run_train,
+    tokenize_rows,
+    weighted_loss,
+)
+
+QUESTIONS = [
+    ("What is the capital of France?", "Paris"),
+    ("What is the capital of Italy?", "Rome"),
+    ("What is the capital of Germany?", "Berlin"),
+    ("What is the capital of Spain?", "Madrid"),
+    ("Which element has the symbol Fe?", "Iron"),
+    ("Which continent is Chile in?", "South America"),
+    ("What is the currency of Japan?", "Yen"),
+    ("Which country is Lyon in?", "France"),
+]
+
+
+def _rows(weights=None):
+    rows = []
+    for i, (question, answer) in enumerate(QUESTIONS):
+        target = answer if i % 3 else "I don't know"
+        rows.append(
+            {
+                "id": f"q{i}",
+                "kind": "van" if i % 3 else "idk",
+                "prompt": [{"role": "user", "content": question}],
+                "completion": [{"role": "assistant", "content": target}],
+                "weight": 1.0 if weights is None else weights[i],
+            }
+        )
+    return rows
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _cfg(tiny_model_dir, data, **overrides):
+    base = {
+        "model": ModelConfig(name=str(tiny_model_dir)),
+        "data": str(data),
+        "lora_r": 4,
+        "lora_dropout": 0.0,
+        "batch_size": 2,
+        "effective_batch_size": 4,
+        "epochs": 1.0,
+        "save_steps": 1,
+        "logging_steps": 1,
+    }
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+# --------------------------------------------------------------------------- the loss
+def test_weighted_loss_sample_reduction_is_weighted_mean_of_token_means():
+    log_probs = torch.tensor([[-1.0, -3.0, 0.0], [-2.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    ones = weighted_loss(log_probs, mask, torch.ones(2), "sample", 2)
+    assert ones.item() == pytest.approx((2.0 + 2.0) / 2)
+    weighted = weighted_loss(log_probs, mask, torch.tensor([3.0, 0.0]), "sample", 2)
+    assert weighted.item() == pytest.approx(3.0 * 2.0 / 2)
+
+
+def test_weighted_loss_token_reduction_is_trl_token_mean_with_ones():
+    log_probs = torch.tensor([[-1.0, -3.0, 0.0], [-2.0, 0.0, 0.0]])
+    mask = log_probs != 0
+    assert weighted_loss(log_probs, mask, torch.ones(2), "token", 3).item() == pytest.approx(2.0)
+    doubled = weighted_loss(log_probs, mask, torch.tensor([1.0, 2.0]), "token", 3)
+    assert doubled.item() == pytest.approx((1 + 3 + 4) / 3)
+
+
+def _trainers(tiny_model_dir, tmp_path, rows, reduction):
+    data = _write(tmp_path / "set.jsonl", rows)
+    cfg = _cfg(tiny_model_dir, data, loss_reduction=reduction, lora_dropout=0.0)
+    out = []
+    for weighted in (True, False):
+        lm = load_model(cfg.model)
+        examples = tokenize_rows(
+            read_training_rows(str(data)), lm.tokenizer, True, cfg.max_length, str(data)
+        )
+        trainer = build_trainer(
+            cfg, examples, tmp_path / f"ck{weighted}", lm, lm.model, weighted=weighted
+        )
+        out.append(trainer)
+    return out
+
+
+def _batch(trainer):
+    loader = trainer.get_train_dataloader()
+    return next(iter(loader))
+
+
+def test_all_ones_token_reduction_equals_trl_loss_exactly(tiny_model_dir, tmp_path):
+    weighted, plain = _trainers(tiny_model_dir, tmp_path, _rows(), "token")
+    batch = _batch(weighted)
+    assert "weight" in batch
+    plain_batch = {k: v.clone() for k, v in batch.items() if k != "weight"}
+    torch.manual_seed(0)
+    ours = weighted.compute_loss(weighted.model, dict(batch))
+    torch.manual_seed(0)
+    theirs = plain.compute_loss(plain.model, plain_batch)
+    assert ours.item() == theirs.item()  # exactly, not approximately
+
+
+def test_all_ones_sample_reduction_is_the_mean_of_per_sample_losses(tiny_model_dir, tmp_path):
+    weighted, _ = _trainers(tiny_model_dir, tmp_path, _rows(), "sample")
+    batch = _batch(weighted)
+    model = weighted.model
+    ours = weighted.compute_loss(model, dict(batch))
+    no_weights = {k: v for k, v in batch.items() if k != "weight"}
+    unweighted = weighted.compute_loss(model, dict(no_weights))
+    assert ours.item() == unweighted.item()
+    # reference: token-mean cross-entropy of each sample over its completion, then the mean
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    mask = labels != -100
+    token = -logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+    reference = (token.sum(-1) / mask.sum(-1)).mean()
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def _grads(trainer, batches, step_samples):
+    model = trainer.model
+    model.zero_grad()
+    trainer._step_samples = step_samples
+    for batch in batches:
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_weighted_gradient_is_the_same_at_any_batch_size(tiny_model_dir, tmp_path):
+    """One step over 4 samples: one batch of 4 == four accumulated batches of 1."""
+    weights = [0.2, 3.0, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0]
+    weighted, _ = _trainers(tiny_model_dir, tmp_path, _rows(weights), "sample")
+    collate = weighted.data_collator
+    dataset = weighted.train_dataset
+    examples = [dataset[i] for i in range(4)]
+    full = _grads(weighted, [collate(examples)], 4)
+    split = _grads(weighted, [collate([e]) for e in examples], 4)
+    assert full
+    for name, grad in full.items():
+        assert torch.allclose(grad, split[name], atol=1e-6, rtol=1e-4), name
+
+
+def test_zero_weight_removes_a_sample_from_the_gradient(tiny_model_dir, tmp_path):
+    weights = [1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    weighted, _ = _trainers(tiny_model_dir, tmp_path, _rows(weights), "sample")
+    collate = weighted.data_collator
+    dataset = weighted.train_dataset
+    by_id_weight = [dataset[i] for i in range(3)]
+    zero = [e for e in by_id_weight if e["weight"] == 0.0]
+    others = [e for e in by_id_weight if e["weight"] != 0.0]
+    assert len(zero) == 1
+    with_zero = _grads(weighted, [collate(by_id_weight)], 3)
+    without = _grads(weighted, [collate(others)], 3)
+    for name, grad in with_zero.items():
+        assert torch.allclose(grad, without[name], atol=1e-7), name
+
+
+# --------------------------------------------------------------------------- prompts
+def test_training_prompt_is_exactly_the_inference_prompt(tiny_model_dir, tmp_path):
+    data = _write(tmp_path / "set.jsonl", _rows())
+    lm = load_model(ModelConfig(name=str(tiny_model_dir)))
+    rows = read_training_rows(str(data))
+    (example,) = tokenize_rows(rows[:1], lm.tokenizer, True, 2048, str(data))
+    prompt = render_prompt(lm.tokenizer, rows[0]["prompt"], chat=True)
+    assert example.prompt_ids == lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    target = completion_text(lm.tokenizer, rows[0]["prompt"], rows[0]["completion"], True)
+    assert target == "I don't know<|im_end|>\n"
+    features = example.features()
+    assert features["completion_mask"].count(1) == len(example.completion_ids)
+
+
+def test_plain_text_model_gets_space_answer_and_eos(tiny_model_dir):
+    lm = build_tiny_model(chat=False)
+    messages = [{"role": "user", "content": "Q?"}]
+    text = completion_text(lm.tokenizer, messages, [{"role": "assistant", "content": "A"}], False)
+    assert text == " A" + lm.tokenizer.eos_token
+
+
+# --------------------------------------------------------------------------- end to end
+def test_run_train_writes_a_loadable_adapter_and_is_cached(tiny_model_dir, tmp_path):
+    data = _write(tmp_path / "set.jsonl", _rows([1.0, 2.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]))
+    cfg = _cfg(tiny_model_dir, data, epochs=2.0)
+    summary = run_train(cfg, tmp_path / "out", log=lambda _: None)
+    assert summary["steps"] == 4  # 8 samples / 4 per step × 2 epochs
+    assert summary["n_samples"] == 8 and summary["n_idk"] == 3
+    assert not summary["weights"]["all_one"]
+    adapter = tmp_path / "out" / "adapter"
+    assert (adapter / "adapter_config.json").is_file()
+    # plain peft use
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft_model = PeftModel.from_pretrained(base, adapter)
+    assert any("lora_A" in n for n, _ in peft_model.named_parameters())
+    # rait's loader merges it
+    merged = load_model(ModelConfig(name=str(tiny_model_dir), adapter=str(adapter)))
+    fresh = load_model(ModelConfig(name=str(tiny_model_dir)))
+    changed = [
+        n
+        for (n, p), (_, q) in zip(
+            merged.model.named_parameters(), fresh.model.named_parameters(), strict=True
+        )
+        if not torch.equal(p, q)
+    ]
+    assert changed
+    messages = []
+    again = run_train(cfg, tmp_path / "out", log=messages.append)
+    assert again["steps"] == 4 and "up to date" in messages[0]
+
+
+def test_interrupted_training_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    import rait.train as train_module
+
+    data = _write(tmp_path / "set.jsonl", _rows())
+    cfg = _cfg(tiny_model_dir, data, epochs=2.0, lora_dropout=0.1)
+    run_train(cfg, tmp_path / "straight", log=lambda _: None)
+
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt
+
+    original = train_module.build_trainer
+
+    def killing(*args, **kwargs):
+        trainer = original(*args, **kwargs)
+        trainer.add_callback(Kill())
+        return trainer
+
+    monkeypatch.setattr(train_module, "build_trainer", killing)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(cfg, tmp_path / "killed", log=lambda _: None)
+    monkeypatch.setattr(train_module, "build_trainer", original)
+    messages = []
+    summary = run_train(cfg, tmp_path / "killed", log=messages.append)
+    assert "resuming from" in messages[0] and summary["resumed_from"].endswith("checkpoint-2")
+    a = load_file(tmp_path / "straight" / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "killed" / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_full_finetuning_saves_a_plain_model(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    data = _write(tmp_path / "set.jsonl", _rows())
+    cfg = _cfg(tiny_model_dir, data, finetuning="full", learning_rate=1e-3)
+    summary = run_train(cfg, tmp_path / "full", log=lambda _: None)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "model")
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert summary["finetuning"] == "full"
+    assert not torch.equal(model.model.embed_tokens.weight, base.model.embed_tokens.weight)
+
+
+def test_plain_text_prompt_completion_rows_train(tiny_model_dir, tmp_path):
+    rows = [{"prompt": f"Question: {q}\nAnswer:", "completion": f" {a}"} for q, a in QUESTIONS]
+    data = _write(tmp_path / "plain.jsonl", rows)
+    summary = run_train(_cfg(tiny_model_dir, data), tmp_path / "o", log=lambda _: None)
+    assert summary["n_samples"] == 8 and math.isfinite(summary["train_loss"])
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("mutate", "field", "needle"),
+    [
+        (lambda r: r.pop("completion"), "completion", "missing field"),
+        (
+            lambda r: r.update(completion=[{"role": "assistant", "content": " "}]),
+            "completion",
+            "empty",
+        ),
+        (lambda r: r.update(completion=[]), "completion", "non-empty list"),
+        (lambda r: r.update(prompt=[{"role": "assistant", "content": "x"}]), "prompt", "'user'"),
+        (lambda r: r.update(prompt=[{"role": "user"}]), "prompt", "content"),
+        (lambda r: r.update(weight=float("nan")), "weight", "finite"),
+        (lambda r: r.update(weight=-1), "weight", ">= 0"),
+        (lambda r: r.update(weight="2"), "weight", "number"),
+        (lambda r: r.update(weight=True), "weight", "number"),
+        (lambda r: r.update(prompt="plain text"), "prompt", "mixes"),
+        (lambda r: r.update(id="q0"), "id", "duplicate"),
+    ],
+)
+def test_bad_training_rows_name_file_line_and_field(tmp_path, mutate, field, needle):
+    rows = _rows()
+    mutate(rows[2])
+    data = _write(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError) as info:
+        read_training_rows(str(data))
+    message = str(info.value)
+    assert "bad.jsonl:3" in message and f"field '{field}'" in message and needle in message
+
+
+def test_too_long_sample_is_an_error_not_a_silent_truncation(tiny_model_dir, tmp_path):
+    data = _write(tmp_path / "set.jsonl", _rows())
+    lm = load_model(ModelConfig(name=str(tiny_model_dir)))
+    rows = read_training_rows(str(data))
+    with pytest.raises(DataError, match=r"set.jsonl:1, field 'prompt'.*max_length 5"):
+        tokenize_rows(rows, lm.tokenizer, True, 5, str(data))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"finetuning": "qlora"}, "finetuning"),
+        ({"loss_reduction": "batch"}, "loss_reduction"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"epochs": 0.0}, "epochs"),
+        ({"lora_dropout": 1.0}, "lora_dropout"),
+        ({"batch_size": 3, "effective_batch_size": 16}, "multiple"),
+    ],
+)
+def test_impossible_settings_are_config_errors(tiny_model_dir, tmp_path, overrides, needle):
+    data = _write(tmp_path / "set.jsonl", _rows())
+    with pytest.raises(ConfigError, match=needle):
+        run_train(_cfg(tiny_model_dir, data, **overrides), tmp_path / "o", log=lambda _: None)
+    assert not (tmp_path / "o").exists()
+
+
+def test_weights_can_be_ignored(tmp_path):
+    data = _write(tmp_path / "set.jsonl", _rows([5.0] * 8))
+    assert {r["weight"] for r in read_training_rows(str(data), use_weights=False)} == {1.0}
+
+
+def test_train_example_features():
+    example = TrainExample("x", [1, 2], [3], 0.5)
+    assert example.features() == {
+        "input_ids": [1, 2, 3],
+        "completion_mask": [0, 0, 1],
+        "weight": 0.5,
+    }
