@@ -111,7 +111,8 @@ def _number(row: dict, key: str, path: str, lo: float | None = None, hi: float |
     if not math.isfinite(value):
         raise DataError(f"{value} is not a finite number", where)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise DataError(f"{value} is outside [{lo}, {hi}]", where)
+        bounds = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise DataError(f"{value} is outside {bounds}", where)
     return float(value)
 
 

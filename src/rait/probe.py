@@ -149,13 +149,13 @@ def frequency_entropy(answers: Iterable[str]) -> float:
 
 
 def rtuning_u_certain(rows: Sequence[dict], fraction: float = 0.5) -> set[str]:
-    """The ids of the ``fraction`` of questions with the lowest R-Tuning-U entropy (ties broken
-    by id, so the split is deterministic)."""
+    """The ids of the ``fraction`` of questions with the lowest R-Tuning-U entropy, rounded
+    down (ties broken by id, so the split is deterministic)."""
     scored = [r for r in rows if r.get("rtuning_u_entropy") is not None]
     if len(scored) != len(rows):
         raise DataError("R-Tuning-U needs a probe run with rtuning_u: true")
     ranked = sorted(scored, key=lambda r: (r["rtuning_u_entropy"], str(r["id"])))
-    return {str(r["id"]) for r in ranked[: round(len(ranked) * fraction)]}
+    return {str(r["id"]) for r in ranked[: math.floor(len(ranked) * fraction)]}
 
 
 def option_token_ids(engine: Any, prompt: str, letters: Sequence[str], chat: bool) -> list[int]:

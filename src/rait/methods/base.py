@@ -146,11 +146,12 @@ def take(
             raise ConfigError(message + "; strict_sizes is on: lower the size or the thresholds")
         selection.adjustments.append(message)
         n = len(pool)
+    by_id = sorted(pool, key=lambda c: c.id)  # draws do not depend on the file order
     if order == "random":
-        return rng.sample(list(pool), n)
+        return rng.sample(by_id, n)
     if key is None:
         raise ValueError("a ranked take needs a key")
-    tiebreak = {c.id: rng.random() for c in pool}
+    tiebreak = {c.id: rng.random() for c in by_id}
     sign = -1.0 if order == "top" else 1.0
     ranked = sorted(pool, key=lambda c: (sign * key(c), tiebreak[c.id]))
     return ranked[:n]
