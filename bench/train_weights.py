@@ -5,10 +5,11 @@ Baseline = TRL's own ``SFTTrainer`` (unweighted token-mean loss). Measured = rai
 losses). Same model (the offline default SmolLM2-135M-Instruct), same LoRA settings
 (METHODS.md section 6: r 64, α 16, dropout 0.1, all linear layers), same data (world-facts
 training questions under the REFUSE prompt, one in five answered "I don't know"), same seed.
-Runs alternate (baseline, weighted, baseline, weighted, ...) so that machine noise hits both
-alike; the median time of each is compared. Target: weighted ≤ 1.05 × baseline.
+After one discarded warm-up run, runs alternate (baseline, weighted, then weighted, baseline,
+...) so that machine noise and warm-up hit both alike; the median time of each is compared.
+Target: weighted ≤ 1.05 × baseline.
 
-Run:  .venv/bin/python bench/train_weights.py  [--n 96] [--repeats 3] [--batch-size 8]
+Run:  .venv/bin/python bench/train_weights.py  [--n 64] [--repeats 4] [--batch-size 8]
 Writes bench/results/train_weights.json and prints a table (CPU samples/s included).
 """
 
@@ -72,8 +73,8 @@ def time_run(cfg: TrainConfig, examples: list[TrainExample], weighted: bool) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=96, help="training samples per run")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n", type=int, default=64, help="training samples per run")
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -102,8 +103,11 @@ def main() -> int:
         file=sys.stderr,
     )
     runs: dict[str, list[dict]] = {"baseline": [], "weighted": []}
+    warm = time_run(cfg, examples[:16], weighted=False)  # first run pays one-time costs
+    print(f"  warm-up (discarded): {warm['seconds']:.1f}s", file=sys.stderr)
     for repeat in range(args.repeats):
-        for name in ("baseline", "weighted"):
+        order = ("baseline", "weighted") if repeat % 2 == 0 else ("weighted", "baseline")
+        for name in order:
             run = time_run(cfg, examples, weighted=name == "weighted")
             runs[name].append(run)
             print(f"  repeat {repeat + 1} {name}: {run['seconds']:.1f}s", file=sys.stderr)

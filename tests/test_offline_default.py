@@ -84,3 +84,41 @@ def test_offline_sentence_encoder_gives_the_certainty_sigma():
     mixed = encoder.encode(["Paris", "Rome", "a banana", ""], convert_to_tensor=True)
     assert mean_pairwise_cosine(same) == pytest.approx(1.0, abs=1e-5)
     assert mean_pairwise_cosine(mixed) < 0.6
+
+
+def test_build_train_eval_with_the_offline_default(cache, tmp_path, capsys):
+    """rait build -> rait train (LoRA) -> rait eval --adapter on the real model: the trained
+    model learns to refuse what the knowledge file marks unknown."""
+    from rait.cli import main
+    from rait.data.world_facts import WorldFactsConfig, write_world_facts
+
+    data = tmp_path / "wf"
+    write_world_facts(WorldFactsConfig(), data)
+    train = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    train = [r for r in train if "capital_of_country" in r["id"]][:12]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    # a knowledge file that marks every third question unknown (not a probe: fast)
+    knowledge = [
+        {"id": r["id"], "task": "oeqa", "mu": 0.0 if i % 3 == 0 else 1.0, "sigma": 0.9}
+        for i, r in enumerate(train)
+    ]
+    (tmp_path / "k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in knowledge))
+    built = tmp_path / "cor.jsonl"
+    argv = ["build", "--method", "cor-rait", "--data", str(tmp_path / "train.jsonl")]
+    argv += ["--knowledge", str(tmp_path / "k.jsonl"), "--n-van", "8", "--n-idk", "4"]
+    assert main([*argv, "--out", str(built)]) == 0
+    out = tmp_path / "model"
+    argv = ["train", "--data", str(built), "--out", str(out), "--epochs", "4"]
+    argv += ["--batch-size", "4", "--effective-batch-size", "4", "--learning-rate", "1e-3"]
+    assert main(argv) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["last_loss"] < summary["first_loss"]
+    idk_ids = {r["id"] for r in knowledge if r["mu"] == 0.0}
+    (tmp_path / "test.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in train if r["id"] in idk_ids)
+    )
+    argv = ["eval", "--data", str(tmp_path / "test.jsonl"), "--adapter", str(out / "adapter")]
+    argv += ["--method", "cor-rait", "--out", str(tmp_path / "eval")]
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["pr"] >= 0.5  # the refusals it was trained on

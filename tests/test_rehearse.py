@@ -140,3 +140,17 @@ def test_not_a_probe_folder(tmp_path):
         run_rehearse(RehearseConfig(), tmp_path / "o", log=lambda _: None)
     with pytest.raises(ConfigError, match="size"):
         run_rehearse(RehearseConfig(probe=str(tmp_path), size=0), tmp_path / "o")
+
+
+def test_cli_rehearse(probed, tmp_path, capsys):
+    from rait.cli import main
+
+    probe_dir, _ = probed
+    argv = ["rehearse", "--probe", str(probe_dir), "--min-mu", "0", "--size", "4"]
+    argv += ["--lora-r", "4", "--batch-size", "2", "--effective-batch-size", "4"]
+    argv += ["--epochs", "1", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "rehearsed on 4 samples" in out and "knowledge_after.jsonl" in out
+    assert main(["rehearse", "--probe", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "not a probe folder" in capsys.readouterr().err

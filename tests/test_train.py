@@ -357,3 +357,23 @@ def test_train_example_features():
         "completion_mask": [0, 0, 1],
         "weight": 0.5,
     }
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_train_and_its_errors(tiny_model_dir, tmp_path, capsys):
+    from rait.cli import main
+
+    data = _write(tmp_path / "set.jsonl", _rows())
+    argv = ["train", "--model", str(tiny_model_dir), "--data", str(data), "--out"]
+    argv += [str(tmp_path / "o"), "--lora-r", "4", "--batch-size", "4", "--epochs", "1"]
+    argv += ["--effective-batch-size", "8", "--set", "save_steps=1000"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "trained on 8 samples (1 steps" in out and "adapter" in out
+    bad = _write(tmp_path / "bad.jsonl", [{"prompt": "Q", "completion": ""}])
+    argv = ["train", "--model", str(tiny_model_dir), "--data", str(bad), "--out"]
+    assert main([*argv, str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rait: error:") and "bad.jsonl:1" in err[0]
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "c"), "--epochs", "0"]) == 2
+    assert "epochs must be positive" in capsys.readouterr().err

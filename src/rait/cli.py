@@ -227,8 +227,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = run_train(load_config(TrainConfig, args.config, overrides), args.out)
     print(
         f"trained on {summary['n_samples']} samples ({summary['steps']} steps, "
-        f"{summary['seconds']:.0f}s, {summary['samples_per_second']:.2f} samples/s): loss "
-        f"{summary['first_loss']:.3f} -> {summary['last_loss']:.3f}"
+        f"{summary['seconds']:.0f}s, {summary['samples_per_second']:.2f} samples/s): mean loss "
+        f"{summary['train_loss']:.3f}, first logged {summary['first_loss']:.3f}, last logged "
+        f"{summary['last_loss']:.3f}"
     )
     print(f"model in {summary['output']} (rait eval --adapter / --model)")
     return 0

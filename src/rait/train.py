@@ -83,7 +83,6 @@ class TrainConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.data, "train: `data` (a built JSONL set) is required"),
             (
                 self.finetuning in FINETUNING,
                 f"finetuning must be one of {', '.join(FINETUNING)}, got {self.finetuning!r}",
@@ -446,6 +445,7 @@ def build_trainer(
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
+        logging_first_step=True,
         report_to=cfg.report_to,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -486,6 +486,8 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
     """Train on ``cfg.data`` into ``out_dir`` (cached: an unchanged config and data set is not
     trained again; a killed run resumes from its last checkpoint)."""
     cfg.validate()
+    if not cfg.data:
+        raise ConfigError("train: `data` (a built JSONL set) is required")
     cfg.accumulation_steps(int(os.environ.get("WORLD_SIZE", "1")))
     rows = read_training_rows(str(cfg.data), cfg.use_weights)
     config = config_to_dict(cfg)
