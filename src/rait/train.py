@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -300,8 +301,10 @@ class _KeepWeights:
         return batch
 
 
-def _weighted_trainer_class():
-    """TRL's SFTTrainer with per-sample weights (defined lazily: TRL imports are slow)."""
+@functools.cache
+def weighted_trainer_class():
+    """The ``WeightedSFTTrainer`` class: TRL's SFTTrainer with per-sample weights (defined on
+    first use, since importing TRL is slow)."""
     import torch
     from trl import SFTTrainer
 
@@ -375,11 +378,6 @@ def _weighted_trainer_class():
     return WeightedSFTTrainer
 
 
-def weighted_trainer_class():
-    """The :class:`WeightedSFTTrainer` class."""
-    return _weighted_trainer_class()
-
-
 # --------------------------------------------------------------------------- running
 def _latest_checkpoint(folder: Path) -> str | None:
     found = sorted(
@@ -390,20 +388,16 @@ def _latest_checkpoint(folder: Path) -> str | None:
 
 
 def _load_for_training(cfg: TrainConfig):
+    import torch
+
     from rait.models import load_model
 
     lm = load_model(cfg.model)
     model = lm.model
     model.train()
-    if cfg.finetuning == "full" and next(model.parameters()).dtype != _float32():
+    if cfg.finetuning == "full" and next(model.parameters()).dtype != torch.float32:
         model = model.float()  # full fine-tuning keeps fp32 master weights (bf16 autocast on GPU)
     return lm, model
-
-
-def _float32():
-    import torch
-
-    return torch.float32
 
 
 def build_trainer(
