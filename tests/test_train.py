@@ -377,3 +377,34 @@ def test_cli_train_and_its_errors(tiny_model_dir, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("rait: error:") and "bad.jsonl:1" in err[0]
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "c"), "--epochs", "0"]) == 2
     assert "epochs must be positive" in capsys.readouterr().err
+
+
+def test_accumulated_micro_batches_train_like_one_batch(tiny_model_dir, tmp_path):
+    """Through the real trainer loop: batch 4 × accumulation 1 and batch 1 × accumulation 4
+    give the same adapter after each step, with non-uniform weights."""
+    from safetensors.torch import load_file
+
+    data = _write(tmp_path / "set.jsonl", _rows([0.2, 3.0, 1.0, 0.5, 2.0, 1.0, 0.1, 1.5]))
+    adapters = []
+    for batch in (4, 1):
+        # plain SGD without clipping: the update is proportional to the gradient, so a wrong
+        # scale (e.g. dividing by the accumulation steps twice) shows (AdamW would hide it)
+        cfg = _cfg(
+            tiny_model_dir,
+            data,
+            batch_size=batch,
+            effective_batch_size=4,
+            epochs=1.0,
+            optim="sgd",
+            learning_rate=0.1,
+            max_grad_norm=1e9,
+            warmup_ratio=0.0,
+            lr_scheduler="constant",
+        )
+        summary = run_train(cfg, tmp_path / f"b{batch}", log=lambda _: None)
+        assert summary["steps"] == 2
+        adapters.append(load_file(tmp_path / f"b{batch}" / "adapter" / "adapter_model.safetensors"))
+    for key, value in adapters[0].items():
+        assert torch.allclose(value, adapters[1][key], rtol=1e-3, atol=1e-4), key
+    # LoRA B starts at zero: a non-zero B means the steps did move the adapter
+    assert any(v.abs().sum() > 0 for k, v in adapters[0].items() if "lora_B" in k)

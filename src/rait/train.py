@@ -55,6 +55,7 @@ class TrainConfig:
     ``effective_batch_size`` (which must be a multiple of batch_size × processes).
     ``use_weights``: apply the rows' ``weight`` (off: every weight is 1).
     ``report_to``: ``none``, ``tensorboard``, ``wandb``, ... (the trainer's loggers).
+    ``optim``: the trainer's optimizer name (AdamW by default, METHODS.md section 6).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -73,6 +74,7 @@ class TrainConfig:
     max_length: int = 2048
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    optim: str = "adamw_torch"
     loss_reduction: str = "sample"
     use_weights: bool = True
     gradient_checkpointing: bool = False
@@ -431,7 +433,7 @@ def build_trainer(
         max_length=cfg.max_length,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
-        optim="adamw_torch",
+        optim=cfg.optim,
         completion_only_loss=True,
         packing=False,
         activation_checkpointing=cfg.gradient_checkpointing,
