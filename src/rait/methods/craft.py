@@ -46,7 +46,7 @@ def _craft(
                 f"µ < {tau} ∧ Δµ < 0 → D¹_idk",
                 len(unknown),
                 len(idk_pool),
-                "Δµ ≥ 0 (the rehearsed model gains on it: still being learned)",
+                "Δµ ≥ 0: rehearsal does not lower µ, so CRaFT does not refuse it",
             )
         )
     else:
