@@ -217,15 +217,23 @@ def read_training_rows(path: str, use_weights: bool = True) -> list[dict[str, An
     return rows
 
 
-def completion_text(tokenizer: Any, prompt: list[dict], completion: list[dict], chat: bool) -> str:
+def completion_text(
+    tokenizer: Any,
+    prompt: list[dict],
+    completion: list[dict],
+    chat: bool,
+    prompt_text: str | None = None,
+) -> str:
     """The text the model must produce after the rendered prompt.
 
     With a chat template: what the template adds for the assistant turn (e.g.
     ``"Paris<|im_end|>\\n"``), so that the model learns to close its turn. Without: a space,
-    the answer and the end-of-sequence token (plain prompts end with ``"Answer:"``)."""
+    the answer and the end-of-sequence token (plain prompts end with ``"Answer:"``).
+    ``prompt_text``: the prompt already rendered, when the caller has it."""
     answer = completion[0]["content"]
     if chat:
-        prompt_text = render_prompt(tokenizer, prompt, chat=True)
+        if prompt_text is None:
+            prompt_text = render_prompt(tokenizer, prompt, chat=True)
         full = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
         if full.startswith(prompt_text) and answer in full[len(prompt_text) :]:
             return full[len(prompt_text) :]
@@ -243,7 +251,7 @@ def tokenize_rows(
             prompt_text, target = row["prompt"], row["completion"]
         else:
             prompt_text = render_prompt(tokenizer, row["prompt"], chat=chat)
-            target = completion_text(tokenizer, row["prompt"], row["completion"], chat)
+            target = completion_text(tokenizer, row["prompt"], row["completion"], chat, prompt_text)
         prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
         completion_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
         if not completion_ids:

@@ -157,6 +157,42 @@ def take(
     return ranked[:n]
 
 
+def take_sides(
+    name: str,
+    van_pool: Sequence[Candidate],
+    idk_pool: Sequence[Candidate],
+    ctx: BuildContext,
+    selection: Selection,
+    order: Literal["random", "top-bottom"] = "random",
+    key: Callable[[Candidate], float] | None = None,
+) -> tuple[list[Candidate], list[Candidate]]:
+    """N_van of ``van_pool`` and N_idk of ``idk_pool`` (see :func:`take`), each side with its
+    own RNG derived from (seed, method, side). ``top-bottom``: the vanilla side takes the
+    highest ``key``, the IdK side the lowest (CRaFT's σ ranking); ``random``: seeded draws."""
+    van_order, idk_order = ("top", "bottom") if order == "top-bottom" else ("random", "random")
+    van = take(
+        van_pool,
+        ctx.sizes.n_van,
+        name=f"{name} N_van",
+        sizes=ctx.sizes,
+        selection=selection,
+        order=van_order,
+        rng=derived_rng(ctx.seed, name, "van"),
+        key=key,
+    )
+    idk = take(
+        idk_pool,
+        ctx.sizes.n_idk,
+        name=f"{name} N_idk",
+        sizes=ctx.sizes,
+        selection=selection,
+        order=idk_order,
+        rng=derived_rng(ctx.seed, name, "idk"),
+        key=key,
+    )
+    return van, idk
+
+
 def split_by_mu(
     candidates: Sequence[Candidate], tau_mu: float
 ) -> tuple[list[Candidate], list[Candidate]]:

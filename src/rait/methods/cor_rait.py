@@ -13,11 +13,10 @@ from rait.methods.base import (
     MethodSpec,
     RuleReport,
     Selection,
-    derived_rng,
     gold_answer,
     pick_all,
     split_by_mu,
-    take,
+    take_sides,
 )
 
 
@@ -26,24 +25,7 @@ def select(candidates: Sequence[Candidate], ctx: BuildContext) -> Selection:
     known, unknown = split_by_mu(candidates, ctx.tau_mu)
     van_rule = f"µ ≥ {ctx.tau_mu:g}: random N_van, original answer"
     idk_rule = f"µ < {ctx.tau_mu:g}: random N_idk, refusal"
-    van = take(
-        known,
-        ctx.sizes.n_van,
-        name="cor-rait N_van",
-        sizes=ctx.sizes,
-        selection=out,
-        order="random",
-        rng=derived_rng(ctx.seed, "cor-rait", "van"),
-    )
-    idk = take(
-        unknown,
-        ctx.sizes.n_idk,
-        name="cor-rait N_idk",
-        sizes=ctx.sizes,
-        selection=out,
-        order="random",
-        rng=derived_rng(ctx.seed, "cor-rait", "idk"),
-    )
+    van, idk = take_sides("cor-rait", known, unknown, ctx, out)
     out.picks = pick_all(van, "van", gold_answer, van_rule) + pick_all(
         idk, "idk", lambda c: ctx.targets.refusal, idk_rule
     )

@@ -21,11 +21,10 @@ from rait.methods.base import (
     MethodSpec,
     RuleReport,
     Selection,
-    derived_rng,
     gold_answer,
     pick_all,
     split_by_mu,
-    take,
+    take_sides,
 )
 
 
@@ -54,33 +53,13 @@ def _craft(
     if certainty:
         van_rule = f"µ ≥ {tau}: top N_van by σ, original answer"
         idk_rule = "D¹_idk: bottom N_idk by σ, refusal"
-        van_order, idk_order = "top", "bottom"
         why = "outside the N by σ"
     else:
         van_rule = f"µ ≥ {tau}: random N_van, original answer"
         idk_rule = "D¹_idk: random N_idk, refusal"
-        van_order = idk_order = "random"
         why = "not drawn"
-    van = take(
-        known,
-        ctx.sizes.n_van,
-        name=f"{name} N_van",
-        sizes=ctx.sizes,
-        selection=out,
-        order=van_order,
-        rng=derived_rng(ctx.seed, name, "van"),
-        key=lambda c: c.sigma,
-    )
-    idk = take(
-        idk_pool,
-        ctx.sizes.n_idk,
-        name=f"{name} N_idk",
-        sizes=ctx.sizes,
-        selection=out,
-        order=idk_order,
-        rng=derived_rng(ctx.seed, name, "idk"),
-        key=lambda c: c.sigma,
-    )
+    order = "top-bottom" if certainty else "random"
+    van, idk = take_sides(name, known, idk_pool, ctx, out, order, key=lambda c: c.sigma)
     out.picks = pick_all(van, "van", gold_answer, van_rule) + pick_all(
         idk, "idk", lambda c: ctx.targets.refusal, idk_rule
     )

@@ -29,7 +29,7 @@ from rait.methods.base import (
     derived_rng,
     gold_answer,
     pick_all,
-    take,
+    take_sides,
 )
 from rait.probe import rtuning_u_certain
 from rait.prompts import RTUNING_SURE, RTUNING_SURE_QUESTION, RTUNING_UNSURE
@@ -67,24 +67,7 @@ def _select(
     certain, uncertain = split(candidates)
     van_rule = f"{split_label[0]}: random N_van, {targets[0]}"
     idk_rule = f"{split_label[1]}: random N_idk, {targets[1]}"
-    van = take(
-        certain,
-        ctx.sizes.n_van,
-        name=f"{name} N_van",
-        sizes=ctx.sizes,
-        selection=out,
-        order="random",
-        rng=derived_rng(ctx.seed, name, "van"),
-    )
-    idk = take(
-        uncertain,
-        ctx.sizes.n_idk,
-        name=f"{name} N_idk",
-        sizes=ctx.sizes,
-        selection=out,
-        order="random",
-        rng=derived_rng(ctx.seed, name, "idk"),
-    )
+    van, idk = take_sides(name, certain, uncertain, ctx, out)
     out.picks = pick_all(van, "van", van_answer, van_rule) + pick_all(
         idk, "idk", idk_answer, idk_rule
     )
