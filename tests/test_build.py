@@ -113,9 +113,12 @@ class Probe:
         self.by_id = {r["id"]: r for r in know}
         self.after_by_id = {r["id"]: r for r in after or []}
         self.data_by_id = {r["id"]: r for r in data}
+        self.influence_rows = influence_rows(know)
+        self.influence = write_jsonl(tmp_path / f"{name}.influence.jsonl", self.influence_rows)
 
     def config(self, method: str, **kw) -> BuildConfig:
         kw.setdefault("knowledge_after", self.after if METHODS[method].rehearsal else None)
+        kw.setdefault("influence", self.influence if METHODS[method].influence else None)
         return BuildConfig(
             method=method, data=DataSource(path=self.data), knowledge=self.knowledge, **kw
         )
@@ -129,6 +132,21 @@ class Probe:
     def gold(self, key: str) -> str:
         row = self.data_by_id[key]
         return LETTERS[row["gold"]] if "choices" in row else row["answers"][0]
+
+
+def influence_rows(know: list[dict], tau_c: float = 0.5, seed: int = 5) -> list[dict]:
+    """Scores as ``rait influence`` writes them: split at T_c, seeded I_ref / I_sta."""
+    rng = random.Random(seed)
+    return [
+        {
+            "id": r["id"],
+            "split": "ik" if r["mu"] >= tau_c else "idk",
+            "mu": r["mu"],
+            "i_ref": rng.uniform(-0.2, 0.6),
+            "i_sta": rng.uniform(-0.3, 0.3),
+        }
+        for r in know
+    ]
 
 
 @pytest.fixture
@@ -173,6 +191,9 @@ def test_every_method_of_the_spec_is_registered():
         "craft",
         "craft-no-flow",
         "craft-no-cer",
+        "grait",
+        "grait-no-o1",
+        "grait-no-o2",
     }
     assert {name for name, spec in METHODS.items() if spec.rehearsal} == REHEARSAL
     assert [name for name, spec in METHODS.items() if not spec.refuse_prompt] == ["van-tuning"]
@@ -198,10 +219,13 @@ def test_rows_are_trl_conversational_prompt_completion(probe, method, tmp_path):
         assert row["completion"][0].keys() == {"role", "content"}
         assert row["completion"][0]["role"] == "assistant"
         assert row["answer"] == content(row, "completion")
-        assert row["weight"] == 1.0 and isinstance(row["weight"], float)
+        assert isinstance(row["weight"], float)
+        weighted = method in {"grait", "grait-no-o1"} and row["kind"] == "idk"
+        assert (row["weight"] == 1.0) or weighted
         assert row["mu"] == probe.by_id[row["id"]]["mu"]
         assert row["sigma"] == probe.by_id[row["id"]]["sigma"]
         assert ("delta_mu" in row) == (method in REHEARSAL)
+        assert ("i_ref" in row and "i_sta" in row) == METHODS[method].influence
     assert len(ids(rows)) == len(rows)
     on_disk = json.loads(summary_path(out).read_text(encoding="utf-8"))
     assert on_disk == summary

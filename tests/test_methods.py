@@ -30,7 +30,16 @@ from rait.prompts import RTUNING_UNCERTAINTY_TEXTS
 TARGETS = Targets("I don't know", RTUNING_UNCERTAINTY_TEXTS)
 
 
-def cand(i: int, mu: float, sigma: float, mu_after: float | None = None, **knowledge):
+def cand(
+    i: int,
+    mu: float,
+    sigma: float,
+    mu_after: float | None = None,
+    i_ref: float | None = None,
+    i_sta: float | None = None,
+    **knowledge,
+):
+    """A candidate; GRAIT's scores default to fixed values spread over [-0.3, 0.7]."""
     record = QARecord(id=f"q{i}", question=f"Question {i}?", answers=(f"A{i}",))
     return Candidate(
         record,
@@ -39,6 +48,8 @@ def cand(i: int, mu: float, sigma: float, mu_after: float | None = None, **knowl
         knowledge={"id": f"q{i}", **knowledge},
         mu_after=mu_after,
         sigma_after=None if mu_after is None else sigma,
+        i_ref=((i * 37) % 11) / 10 - 0.3 if i_ref is None else i_ref,
+        i_sta=((i * 53) % 7) / 10 - 0.3 if i_sta is None else i_sta,
     )
 
 
@@ -168,7 +179,7 @@ def pools(name: str, candidates: list[Candidate]) -> tuple[set[str], set[str]]:
     known = {c.id for c in candidates if c.mu >= 0.5}
     if name == "van-tuning":
         return ids, set()
-    if name in {"cor-rait", "corcer-rait", "craft-no-flow"}:
+    if name in {"cor-rait", "corcer-rait", "craft-no-flow", "grait", "grait-no-o1", "grait-no-o2"}:
         return known, ids - known
     if name in {"craft", "craft-no-cer"}:
         return known, {c.id for c in candidates if c.mu < 0.5 and c.delta_mu < 0}
@@ -213,7 +224,20 @@ def test_every_method_takes_min_of_asked_and_pool_without_repeats(rows, n_van, n
         assert len(idk) == min(n_idk, len(idk_pool))
         shortfalls = int(n_van > len(van_pool)) + int(n_idk > len(idk_pool))
     assert len(selection.adjustments) == shortfalls
-    assert all(p.weight == 1.0 for p in selection.picks)
+    weighted = [p.weight for p in selection.picks if p.kind == "idk"]
+    if name in {"grait", "grait-no-o1"} and weighted:
+        assert all(w >= 0 for w in weighted)
+        assert sum(weighted) / len(weighted) == pytest.approx(1.0)
+        assert all(p.weight == 1.0 for p in selection.picks if p.kind == "van")
+    else:
+        assert all(p.weight == 1.0 for p in selection.picks)
+    if name in {"grait", "grait-no-o2"}:
+        mu = {c.id: c.mu for c in candidates}
+        ref = {c.id: c.i_ref for c in candidates}
+        if van and van_pool - van:
+            assert min(mu[k] for k in van) >= max(mu[k] for k in van_pool - van)
+        if idk and idk_pool - idk:
+            assert min(ref[k] for k in idk) >= max(ref[k] for k in idk_pool - idk)
     reports = selection.rules[-2:] if name != "van-tuning" else selection.rules
     kept = [r.kept for r in reports]
     assert kept == ([len(van)] if name == "van-tuning" else [len(van), len(idk)])

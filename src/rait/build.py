@@ -61,19 +61,23 @@ class BuildConfig:
 
     ``method``: one of :data:`rait.methods.METHODS`. ``data``: the training questions (D_src).
     ``knowledge``: the probe's ``knowledge.jsonl``. ``knowledge_after``: the rehearsed model's
-    knowledge (``rait rehearse``; CRaFT and craft-no-cer need it). ``tau_mu``: the correctness
-    threshold τµ. ``refusal``: the refusal target (default "I don't know." for MCQA,
-    "I don't know" for OEQA).
+    knowledge (``rait rehearse``; CRaFT and craft-no-cer need it). ``influence``: GRAIT's
+    scores (``rait influence``'s ``influence.jsonl``; the grait methods need it).
+    ``tau_mu``: the correctness threshold τµ (GRAIT's T_c). ``temperature``: GRAIT's τ of the
+    stable-influence weights. ``refusal``: the refusal target (default "I don't know." for
+    MCQA, "I don't know" for OEQA).
     """
 
     method: str = "cor-rait"
     data: DataSource = field(default_factory=DataSource)
     knowledge: str | None = None
     knowledge_after: str | None = None
+    influence: str | None = None
     n_van: int | None = None
     n_idk: int | None = None
     van_idk_ratio: float = 4.0
     tau_mu: float = 0.5
+    temperature: float = 0.05
     seed: int = 0
     strict_sizes: bool = False
     refusal: str | None = None
@@ -87,6 +91,13 @@ class BuildConfig:
                 f"build: {self.method} needs the rehearsed model's knowledge: run `rait "
                 "rehearse` and pass its knowledge_after.jsonl with --knowledge-after"
             )
+        if spec.influence and not self.influence:
+            raise ConfigError(
+                f"build: {self.method} needs GRAIT's influence scores: run `rait influence` and "
+                "pass its influence.jsonl with --influence"
+            )
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ConfigError(f"build: temperature must be > 0, got {self.temperature}")
         for name in ("n_van", "n_idk"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -188,6 +199,7 @@ def load_candidates(
                 "rehearsed probe must cover the same questions as the probe",
                 Location(str(cfg.knowledge_after)),
             )
+    scores = _read_scores(cfg, knowledge) if spec.influence else None
     candidates = []
     for record in records:
         row = knowledge.get(record.id)
@@ -196,6 +208,8 @@ def load_candidates(
         extra: dict[str, Any] = {}
         if after is not None:
             extra = {"mu_after": after[record.id]["mu"], "sigma_after": after[record.id]["sigma"]}
+        if scores is not None:
+            extra.update(i_ref=scores[record.id]["i_ref"], i_sta=scores[record.id]["i_sta"])
         candidates.append(
             Candidate(record, float(row["mu"]), float(row["sigma"]), knowledge=row, **extra)
         )
@@ -207,6 +221,40 @@ def load_candidates(
             "and are left out"
         )
     return candidates, notes
+
+
+def _read_scores(
+    cfg: BuildConfig, knowledge: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """GRAIT's influence scores, checked against the probe: the same questions, split at the
+    same threshold."""
+    from rait.influence import read_influence
+
+    path = str(cfg.influence)
+    scores = read_influence(path)
+    for key, row in scores.items():
+        where = Location(path, row["_line"], field="id")
+        if key not in knowledge:
+            raise DataError(
+                f"id {key!r} is not in the probe {cfg.knowledge}: the scores belong to another "
+                "probe",
+                where,
+            )
+        split = "ik" if float(knowledge[key]["mu"]) >= cfg.tau_mu else "idk"
+        if row["split"] != split:
+            raise DataError(
+                f"split {row['split']!r} but µ = {knowledge[key]['mu']} is {split} at tau_mu "
+                f"{cfg.tau_mu:g}: the scores were computed with another T_c (tau_c) or probe",
+                Location(path, row["_line"], field="split"),
+            )
+    missing = [k for k in knowledge if k not in scores]
+    if missing:
+        raise DataError(
+            f"{len(missing)} probed question(s) have no scores (e.g. {missing[0]!r}): run "
+            "`rait influence` on this probe",
+            Location(path),
+        )
+    return scores
 
 
 # --------------------------------------------------------------------------- sizes
@@ -260,6 +308,9 @@ def training_row(pick: Pick, method: str, refuse_prompt: bool = True) -> dict[st
     if c.mu_after is not None:
         row["delta_mu"] = c.delta_mu
         row["delta_sigma"] = c.delta_sigma
+    if c.i_ref is not None:
+        row["i_ref"] = c.i_ref
+        row["i_sta"] = c.i_sta
     return row
 
 
@@ -277,7 +328,13 @@ def build_dataset(cfg: BuildConfig) -> BuildResult:
     candidates, notes = load_candidates(cfg, spec, records)
     sizes, sizes_how = resolve_sizes(cfg, candidates)
     targets = Targets(cfg.refusal or REFUSAL_ANSWER[task], tuple(RTUNING_UNCERTAINTY_TEXTS))
-    ctx = BuildContext(sizes=sizes, targets=targets, tau_mu=cfg.tau_mu, seed=cfg.seed)
+    ctx = BuildContext(
+        sizes=sizes,
+        targets=targets,
+        tau_mu=cfg.tau_mu,
+        seed=cfg.seed,
+        temperature=cfg.temperature,
+    )
     selection: Selection = spec.select(candidates, ctx)
     n_idk = sum(p.kind == "idk" for p in selection.picks)
     if spec.refuse_prompt and sizes.n_idk > 0 and n_idk == 0:
@@ -304,11 +361,27 @@ def build_dataset(cfg: BuildConfig) -> BuildResult:
         "rules": [r.to_dict() for r in selection.rules],
         "adjustments": selection.adjustments,
         "notes": notes,
+        "weights": _weight_summary(selection.picks),
         "prompt": "refuse" if spec.refuse_prompt else "basic",
         "eval_confidence": spec.eval_confidence,
         "config": config_to_dict(cfg),
     }
     return BuildResult(rows, summary)
+
+
+def _weight_summary(picks: list[Pick]) -> dict[str, Any]:
+    weights = [p.weight for p in picks]
+    return {
+        "all_one": all(w == 1.0 for w in weights),
+        "min": min(weights),
+        "max": max(weights),
+        "mean": sum(weights) / len(weights),
+        "idk_mean": (
+            sum(p.weight for p in picks if p.kind == "idk") / n
+            if (n := sum(p.kind == "idk" for p in picks))
+            else None
+        ),
+    }
 
 
 def summary_path(out: str | Path) -> Path:
@@ -341,6 +414,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         dropped = f", dropped {rule['dropped']}" if rule["dropped"] else ""
         why = f" ({rule['why_dropped']})" if rule["dropped"] and rule["why_dropped"] else ""
         lines.append(f"  {rule['rule']}: pool {rule['pool']}, kept {rule['kept']}{dropped}{why}")
+    weights = summary.get("weights")
+    if weights and not weights["all_one"]:
+        lines.append(
+            f"  weights: min {weights['min']:.3g}, max {weights['max']:.3g}, mean "
+            f"{weights['mean']:.3g}"
+        )
     lines += [f"  note: {text}" for text in summary["adjustments"] + summary["notes"]]
     return "\n".join(lines)
 

@@ -188,6 +188,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         "data.split": args.split,
         "knowledge": args.knowledge,
         "knowledge_after": args.knowledge_after,
+        "influence": args.influence,
+        "temperature": args.temperature,
         "n_van": args.n_van,
         "n_idk": args.n_idk,
         "tau_mu": args.tau_mu,
@@ -263,6 +265,43 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     print(
         f"knowledge after rehearsal in {summary['knowledge_after']} (rait build --knowledge-after)"
     )
+    return 0
+
+
+def cmd_influence(args: argparse.Namespace) -> int:
+    from rait.config import load_config
+    from rait.influence import InfluenceConfig, run_influence
+
+    overrides = list(args.set or [])
+    overrides += _flag_overrides(
+        {
+            "probe": args.probe,
+            "warmup": args.warmup,
+            "warmup_size": args.warmup_size,
+            "tau_c": args.tau_c,
+            "projection": args.projection,
+            "projection_dim": args.projection_dim,
+            "gradient": args.gradient,
+            "ik_target": args.ik_target,
+            "batch_size": args.gradient_batch_size,
+            "seed": args.seed,
+            "device": args.device,
+        }
+    )
+    if args.no_normalize:
+        overrides.append("normalize=false")
+    overrides += _train_flag_overrides(args, "train.")
+    summary = run_influence(load_config(InfluenceConfig, args.config, overrides), args.out)
+    if not summary:
+        return 0  # not the main process
+    means = summary["means"]
+    print(
+        f"influence of {summary['n']} questions ({summary['n_ik']} ik, {summary['n_idk']} idk) "
+        f"over {summary['lora_parameters']:,} LoRA parameters in {summary['seconds']:.0f}s; "
+        f"means: <idk,idk> {means['idk_dot_idk']:.4f}, <ik,ik> {means['ik_dot_ik']:.4f}, "
+        f"<idk,ik> {means['idk_dot_ik']:.4f}"
+    )
+    print(f"scores in {summary['influence']} (rait build --method grait --influence)")
     return 0
 
 
@@ -424,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="knowledge_after",
         help="the rehearsed model's knowledge (rait rehearse; CRaFT needs it)",
     )
+    build.add_argument(
+        "--influence", help="GRAIT's scores (rait influence's influence.jsonl; grait needs it)"
+    )
+    build.add_argument(
+        "--temperature", type=float, help="GRAIT's τ of the stable-influence weights (0.05)"
+    )
     build.add_argument("--n-van", dest="n_van", type=int, help="vanilla samples N_van")
     build.add_argument("--n-idk", dest="n_idk", type=int, help="IdK samples N_idk")
     build.add_argument("--tau-mu", dest="tau_mu", type=float, help="correctness threshold (0.5)")
@@ -468,6 +513,42 @@ def build_parser() -> argparse.ArgumentParser:
     rehearse.add_argument("--config", help="YAML file with RehearseConfig fields")
     rehearse.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
     rehearse.set_defaults(func=cmd_rehearse)
+
+    influence = sub.add_parser(
+        "influence", help="GRAIT: per-sample LoRA gradient influence I_ref, I_sta (METHODS §5)"
+    )
+    influence.add_argument("--out", required=True, help="output folder (scores/influence.jsonl)")
+    influence.add_argument("--probe", help="the probe's output folder")
+    influence.add_argument(
+        "--warmup",
+        help="LoRA adapter or trainer checkpoint to take gradients at (default: train one on "
+        "the rehearsal set)",
+    )
+    influence.add_argument("--warmup-size", dest="warmup_size", type=int)
+    influence.add_argument("--tau-c", dest="tau_c", type=float, help="correctness threshold (0.5)")
+    influence.add_argument("--projection", choices=("rademacher", "none"))
+    influence.add_argument(
+        "--projection-dim", dest="projection_dim", type=int, help="k (default 8192)"
+    )
+    influence.add_argument(
+        "--no-normalize", dest="no_normalize", action="store_true", help="no per-sample L2 norm"
+    )
+    influence.add_argument("--gradient", choices=("sgd", "adam"))
+    influence.add_argument(
+        "--ik-target",
+        dest="ik_target",
+        choices=("refusal", "answer"),
+        help="the D_ik mean's target: refusal (Algorithm 1) or answer (eq. 9)",
+    )
+    influence.add_argument(
+        "--gradient-batch-size", dest="gradient_batch_size", type=int, help="samples per batch"
+    )
+    influence.add_argument("--seed", type=int)
+    influence.add_argument("--device", help="cpu, cuda, ... (default: the probe's)")
+    _add_train_args(influence)
+    influence.add_argument("--config", help="YAML file with InfluenceConfig fields")
+    influence.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    influence.set_defaults(func=cmd_influence)
 
     ev = sub.add_parser(
         "eval", help="stage 4: answer a test set 0-shot, classify, score (METHODS §7)"

@@ -12,13 +12,16 @@ corcer-rait        :mod:`.craft`                CRaFT w/o Flow (correctness + ce
 craft              :mod:`.craft`                CRaFT Algorithm 1 (with rehearsal)
 craft-no-flow      :mod:`.craft`                ablation, = corcer-rait
 craft-no-cer       :mod:`.craft`                ablation: flow filter, random draws
+grait              :mod:`.grait`                GRAIT Algorithm 1 (with ``rait influence``)
+grait-no-o1        :mod:`.grait`                ablation: random draws, with weights
+grait-no-o2        :mod:`.grait`                ablation: influence selection, no weights
 =================  ===========================  ==========================================
 """
 
 from __future__ import annotations
 
 from rait.errors import ConfigError
-from rait.methods import cor_rait, craft, rtuning, van_tuning
+from rait.methods import cor_rait, craft, grait, rtuning, van_tuning
 from rait.methods.base import MethodSpec
 
 METHODS: dict[str, MethodSpec] = {
@@ -33,6 +36,9 @@ METHODS: dict[str, MethodSpec] = {
         craft.CRAFT,
         craft.CRAFT_NO_FLOW,
         craft.CRAFT_NO_CER,
+        grait.GRAIT,
+        grait.GRAIT_NO_O1,
+        grait.GRAIT_NO_O2,
     )
 }
 

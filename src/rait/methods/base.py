@@ -22,8 +22,8 @@ Kind = Literal["van", "idk"]
 
 @dataclass(frozen=True)
 class Candidate:
-    """A training question with its knowledge state (µ, σ) and, after CRaFT's rehearsal, the
-    rehearsed model's (µ̃, σ̃)."""
+    """A training question with its knowledge state (µ, σ), after CRaFT's rehearsal the
+    rehearsed model's (µ̃, σ̃), and for GRAIT its refusal and stable influence."""
 
     record: QARecord
     mu: float
@@ -31,6 +31,8 @@ class Candidate:
     knowledge: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     mu_after: float | None = None
     sigma_after: float | None = None
+    i_ref: float | None = None
+    i_sta: float | None = None
 
     @property
     def id(self) -> str:
@@ -210,6 +212,7 @@ class BuildContext:
     targets: Targets
     tau_mu: float = 0.5
     seed: int = 0
+    temperature: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,7 @@ class MethodSpec:
     ``refuse_prompt``: train with the REFUSE prompt (every RAIT variant) or the basic prompt
     (Van-Tuning), METHODS.md section 6. ``requires``: knowledge fields beyond µ and σ.
     ``rehearsal``: needs the rehearsed model's knowledge (``--knowledge-after``).
+    ``influence``: needs GRAIT's influence scores (``--influence``).
     ``eval_confidence``: how ``rait eval`` should score confidence for the trained model.
     """
 
@@ -228,6 +232,7 @@ class MethodSpec:
     refuse_prompt: bool = True
     requires: tuple[str, ...] = ()
     rehearsal: bool = False
+    influence: bool = False
     eval_confidence: str = "answer"
 
 

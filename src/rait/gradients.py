@@ -1,0 +1,245 @@
+"""Per-sample gradients of the SFT loss with respect to a model's LoRA parameters, a whole
+batch at a time (GRAIT section 5.2; LESS).
+
+The loss of sample i is the token-mean cross-entropy over its answer (completion) tokens,
+``L_i = (1/|T_i|) Σ_{t∈T_i} −log p(y_t | y_<t)``, exactly as :mod:`rait.train` trains.
+
+**How.** Every trainable parameter must belong to an ``nn.Linear`` (PEFT's ``lora_A`` and
+``lora_B`` are). For a linear layer ``y_t = W a_t (+ b)``, the gradient of ``L_i`` is
+``∂L_i/∂W = Σ_t δ_{i,t} a_{i,t}ᵀ`` with ``δ_{i,t} = ∂L_i/∂y_{i,t}`` (and ``Σ_t δ_{i,t}`` for
+``b``). One forward pass records each layer's inputs ``a``; one ``autograd.grad`` of
+``Σ_i L_i`` w.r.t. the layers' outputs gives every ``δ``; since samples do not interact, the
+``δ`` of sample i is that of ``L_i`` alone, and an ``einsum`` over tokens gives the per-sample
+gradients of the whole batch at once. Padding sits after each sequence, so causal attention
+keeps it out of the real tokens. The model runs in eval mode (no dropout): the gradients are
+deterministic.
+
+The flattened gradient follows ``model.named_parameters()`` order over the trainable
+parameters, each flattened row-major: the same vector as ``torch.cat([p.grad.flatten() ...])``
+after a plain ``backward()``.
+
+**Adam preconditioning** (LESS, ``obtain_gradients_with_adam``): with the warm-up optimizer's
+first and second moments ``m``, ``v`` and its ``β1``, ``β2``, ``ε``:
+``Γ(g) = m' / √(v' + ε)``, ``m' = β1 m + (1 − β1) g``, ``v' = β2 v + (1 − β2) g²``, as LESS
+computes it (no bias correction, ε inside the root).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rait.errors import ConfigError, DataError, Location
+
+
+@dataclass(frozen=True)
+class ParamSlice:
+    """Where a trainable parameter sits in the flattened gradient."""
+
+    name: str
+    module_name: str
+    kind: str  # "weight" or "bias"
+    offset: int
+    size: int
+    shape: tuple[int, ...]
+
+
+def trainable_slices(model: Any) -> list[ParamSlice]:
+    """The trainable parameters in ``named_parameters()`` order, each with its offset; every
+    one must be the weight or bias of an ``nn.Linear``."""
+    import torch
+
+    linear_of = {}
+    for module_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            for kind in ("weight", "bias"):
+                param = getattr(module, kind, None)
+                if param is not None:
+                    linear_of[id(param)] = (module_name, kind)
+    slices = []
+    offset = 0
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if id(param) not in linear_of:
+            raise ConfigError(
+                f"trainable parameter {name!r} is not a linear layer's weight or bias: "
+                "gradient influence supports LoRA adapters (lora_A / lora_B linear layers)"
+            )
+        module_name, kind = linear_of[id(param)]
+        slices.append(
+            ParamSlice(name, module_name, kind, offset, param.numel(), tuple(param.shape))
+        )
+        offset += param.numel()
+    if not slices:
+        raise ConfigError("the model has no trainable parameters (load the LoRA as trainable)")
+    return slices
+
+
+def sample_losses(model: Any, batch: dict[str, Any]) -> Any:
+    """Per-sample token-mean cross-entropy over the completion tokens: (B,)."""
+    import torch
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1].float()
+    labels = batch["input_ids"][:, 1:]
+    mask = batch["completion_mask"][:, 1:].to(logits.dtype)
+    per_token = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none"
+    ).view(labels.shape)
+    return (per_token * mask).sum(1) / mask.sum(1)
+
+
+def collate(features: list[dict[str, Any]], pad_id: int, device: Any) -> dict[str, Any]:
+    """Right-padded tensors of ``input_ids``, ``attention_mask`` and ``completion_mask``."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(features), width), dtype=torch.long)
+    completion = torch.zeros((len(features), width), dtype=torch.long)
+    for i, f in enumerate(features):
+        n = len(f["input_ids"])
+        ids[i, :n] = torch.tensor(f["input_ids"])
+        attention[i, :n] = 1
+        completion[i, :n] = torch.tensor(f["completion_mask"])
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": attention.to(device),
+        "completion_mask": completion.to(device),
+    }
+
+
+class PerSampleGradients:
+    """Per-sample LoRA gradients of a batch as a (B × D) float32 matrix (module docstring)."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.slices = trainable_slices(model)
+        self.dim = sum(s.size for s in self.slices)
+        modules = dict(model.named_modules())
+        self._modules = {s.module_name: modules[s.module_name] for s in self.slices}
+        self._inputs: dict[str, Any] = {}
+        self._outputs: dict[str, Any] = {}
+        self.preconditioner: AdamPreconditioner | None = None
+
+    def _hook(self, name: str):
+        def record(module, args, output):
+            self._inputs[name] = args[0].detach()
+            self._outputs[name] = output
+
+        return record
+
+    def __call__(self, batch: dict[str, Any], ids: list[str] | None = None) -> Any:
+        import torch
+
+        counts = batch["completion_mask"][:, 1:].sum(1)
+        if bool((counts == 0).any()):
+            bad = int((counts == 0).nonzero()[0])
+            name = ids[bad] if ids else f"row {bad}"
+            raise DataError(f"sample {name} has no answer tokens: its gradient is undefined")
+        handles = [m.register_forward_hook(self._hook(n)) for n, m in self._modules.items()]
+        try:
+            with torch.enable_grad():
+                losses = sample_losses(self.model, batch)
+                names = list(self._outputs)
+                deltas = torch.autograd.grad(losses.sum(), [self._outputs[n] for n in names])
+        finally:
+            for handle in handles:
+                handle.remove()
+        delta_of = dict(zip(names, deltas, strict=True))
+        size = batch["input_ids"].shape[0]
+        out = torch.empty(size, self.dim, dtype=torch.float32, device=losses.device)
+        for s in self.slices:
+            delta = delta_of[s.module_name].float()
+            if s.kind == "weight":
+                activ = self._inputs[s.module_name].float()
+                grad = torch.einsum("bto,bti->boi", delta, activ).reshape(size, -1)
+            else:
+                grad = delta.sum(1)
+            out[:, s.offset : s.offset + s.size] = grad
+        self._inputs.clear()
+        self._outputs.clear()
+        if self.preconditioner is not None:
+            out = self.preconditioner(out)
+        return out
+
+
+class AdamPreconditioner:
+    """LESS's Adam feature ``Γ(g) = m' / √(v' + ε)`` (module docstring), from a trainer
+    checkpoint's ``optimizer.pt``."""
+
+    def __init__(self, exp_avg: Any, exp_avg_sq: Any, beta1: float, beta2: float, eps: float):
+        self.exp_avg = exp_avg
+        self.exp_avg_sq = exp_avg_sq
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def __call__(self, grads: Any) -> Any:
+        import torch
+
+        m = self.beta1 * self.exp_avg + (1 - self.beta1) * grads
+        v = self.beta2 * self.exp_avg_sq + (1 - self.beta2) * grads**2
+        return m / torch.sqrt(v + self.eps)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, model: Any) -> AdamPreconditioner:
+        """Read ``checkpoint/optimizer.pt`` as the Hugging Face Trainer wrote it for ``model``:
+        its parameter groups are the trainable parameters with weight decay, then those
+        without, each in ``named_parameters()`` order."""
+        import torch
+        from transformers import Trainer
+
+        path = Path(checkpoint) / "optimizer.pt"
+        if not path.is_file():
+            raise ConfigError(
+                f"gradient: adam needs the warm-up's optimizer state, and {checkpoint} has no "
+                "optimizer.pt: give a trainer checkpoint folder (train/checkpoints/checkpoint-N)"
+            )
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise DataError(
+                f"cannot read the optimizer state ({exc})", Location(str(path))
+            ) from None
+        decay = set(Trainer.get_decay_parameter_names(None, model))
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        order = [n for n, _ in named if n in decay] + [n for n, _ in named if n not in decay]
+        groups = saved.get("param_groups", [])
+        indices = [i for g in groups for i in g["params"]]
+        if len(indices) != len(order):
+            raise DataError(
+                f"the optimizer state has {len(indices)} parameters, the warm-up model has "
+                f"{len(order)} trainable ones: the checkpoint belongs to another model or adapter",
+                Location(str(path)),
+            )
+        group_of = {i: g for g in groups for i in g["params"]}
+        shapes = dict(named)
+        first = group_of[indices[0]]
+        beta1, beta2 = first.get("betas", (0.9, 0.999))
+        eps = first.get("eps", 1e-8)
+        state_of = dict(zip(order, indices, strict=True))
+        avg, avg_sq = [], []
+        for name, param in named:
+            state = saved["state"].get(state_of[name])
+            if state is None or "exp_avg" not in state:
+                raise DataError(
+                    f"no Adam moments for {name} (an optimizer other than Adam?)",
+                    Location(str(path)),
+                )
+            if tuple(state["exp_avg"].shape) != tuple(shapes[name].shape):
+                raise DataError(
+                    f"moment shape {tuple(state['exp_avg'].shape)} ≠ parameter {name} shape "
+                    f"{tuple(param.shape)}: the checkpoint belongs to another adapter",
+                    Location(str(path)),
+                )
+            avg.append(state["exp_avg"].flatten().float())
+            avg_sq.append(state["exp_avg_sq"].flatten().float())
+        device = next(model.parameters()).device
+        return cls(
+            torch.cat(avg).to(device),
+            torch.cat(avg_sq).to(device),
+            float(beta1),
+            float(beta2),
+            float(eps),
+        )
