@@ -477,3 +477,17 @@ def test_processes_default_to_one(monkeypatch):
 
 def test_influence_file_name():
     assert influence_path("x") == Path("x") / "scores" / INFLUENCE_FILE
+
+
+def test_build_accepts_the_influence_folder(tmp_path):
+    from rait.influence import resolve_influence_file
+
+    scores = influence_path(tmp_path / "run")
+    scores.parent.mkdir(parents=True)
+    scores.write_text("")
+    assert resolve_influence_file(tmp_path / "run") == scores
+    assert resolve_influence_file(scores.parent) == scores
+    assert resolve_influence_file(scores) == scores
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"holds no influence\.jsonl"):
+        resolve_influence_file(tmp_path / "empty")

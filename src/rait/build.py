@@ -228,9 +228,9 @@ def _read_scores(
 ) -> dict[str, dict[str, Any]]:
     """GRAIT's influence scores, checked against the probe: the same questions, split at the
     same threshold."""
-    from rait.influence import read_influence
+    from rait.influence import read_influence, resolve_influence_file
 
-    path = str(cfg.influence)
+    path = str(resolve_influence_file(cfg.influence))
     scores = read_influence(path)
     for key, row in scores.items():
         where = Location(path, row["_line"], field="id")

@@ -766,4 +766,16 @@ def run_influence(cfg: InfluenceConfig, out_dir: str | Path, log=print) -> dict[
 
 
 def influence_path(out_dir: str | Path) -> Path:
+    """Where ``rait influence --out OUT`` writes the scores."""
     return Path(out_dir) / "scores" / INFLUENCE_FILE
+
+
+def resolve_influence_file(path: str | Path) -> Path:
+    """``influence.jsonl`` itself, or the folder ``rait influence`` wrote (or its ``scores``)."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (influence_path(path), path / INFLUENCE_FILE):
+            if candidate.is_file():
+                return candidate
+        raise ConfigError(f"{path} holds no {INFLUENCE_FILE}: give `rait influence`'s output")
+    return path

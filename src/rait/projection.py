@@ -89,7 +89,7 @@ class RademacherProjector:
             row = block * ROWS_PER_BLOCK + hi
 
     def _check_range(self, start: int, width: int) -> None:
-        if start < 0 or start + width > self.input_dim:
+        if start < 0 or width < 0 or start + width > self.input_dim:
             raise ValueError(
                 f"rows {start}..{start + width} outside the projector's {self.input_dim} rows"
             )

@@ -11,8 +11,9 @@ and its two ablations. The influence scores come from ``rait influence``.
   maximum subtracted; D_ik^sel samples weigh 1. ``rait train`` then minimises
   ``Σ_idk ω L + Σ_ik L`` as a per-sample weighted mean (eq. 11) at any batch size.
 
-Ablations: **w/o O1** (``grait-no-o1``): Cor-RAIT's random draws from D_ik and D_idk, with the
-weights; **w/o O2** (``grait-no-o2``): GRAIT's selection, every weight 1.
+Ablations: **w/o O1** (``grait-no-o1``): Cor-RAIT's random draws from D_ik and D_idk (the
+same sets as ``cor-rait`` at the same seed), with the weights; **w/o O2** (``grait-no-o2``):
+GRAIT's selection (the same sets as ``grait``), every weight 1.
 """
 
 from __future__ import annotations
@@ -64,13 +65,16 @@ def _grait(
     known, unknown = split_by_mu(candidates, ctx.tau_mu)
     _require_scores(unknown)
     common = {"sizes": ctx.sizes, "selection": out}
+    # the ablations draw exactly what they ablate to: w/o O2 GRAIT's selection (same ties),
+    # w/o O1 Cor-RAIT's random sets
+    stream = "grait" if o1 else "cor-rait"
     if o1:
         van = take(
             known,
             ctx.sizes.n_van,
             name=f"{name} N_ik",
             order="top",
-            rng=derived_rng(ctx.seed, name, "van"),
+            rng=derived_rng(ctx.seed, stream, "van"),
             key=lambda c: c.mu,
             **common,
         )
@@ -79,7 +83,7 @@ def _grait(
             ctx.sizes.n_idk,
             name=f"{name} N_idk",
             order="top",
-            rng=derived_rng(ctx.seed, name, "idk"),
+            rng=derived_rng(ctx.seed, stream, "idk"),
             key=lambda c: c.i_ref,
             **common,
         )
@@ -92,7 +96,7 @@ def _grait(
             ctx.sizes.n_van,
             name=f"{name} N_ik",
             order="random",
-            rng=derived_rng(ctx.seed, name, "van"),
+            rng=derived_rng(ctx.seed, stream, "van"),
             **common,
         )
         idk = take(
@@ -100,7 +104,7 @@ def _grait(
             ctx.sizes.n_idk,
             name=f"{name} N_idk",
             order="random",
-            rng=derived_rng(ctx.seed, name, "idk"),
+            rng=derived_rng(ctx.seed, stream, "idk"),
             **common,
         )
         van_rule = f"µ ≥ {tau}: random N_ik, original answer"
