@@ -491,3 +491,42 @@ def test_build_accepts_the_influence_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"holds no influence\.jsonl"):
         resolve_influence_file(tmp_path / "empty")
+
+
+def test_cli_influence_then_build_grait(probed, tmp_path, capsys):
+    from rait.cli import main
+    from rait.rehearse import probe_config_of
+
+    out = tmp_path / "inf"
+    args = ["influence", "--out", str(out), "--probe", str(probed), "--tau-c", "0.25"]
+    args += ["--set", "warmup_min_mu=0.0", "--warmup-size", "6", "--lora-r", "4", "--epochs", "1"]
+    args += ["--batch-size", "2", "--effective-batch-size", "4", "--projection-dim", "16"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "influence of 12 questions" in printed and "<idk,ik>" in printed
+    summary = json.loads((out / "scores" / SUMMARY_FILE).read_text())
+    assert summary["projection_dim"] == 16 and summary["warmup_train"]["n_samples"] == 6
+    data = probe_config_of(probed).data.path
+    built = tmp_path / "grait.jsonl"
+    build = ["build", "--method", "grait", "--data", data, "--knowledge"]
+    build += [str(probed / "knowledge.jsonl"), "--influence", str(out), "--tau-mu", "0.25"]
+    assert main([*build, "--n-van", "2", "--n-idk", "2", "--out", str(built)]) == 0
+    rows = _read(built)
+    assert {r["kind"] for r in rows} == {"van", "idk"}
+    scores = {r["id"]: r for r in _read(influence_path(out))}
+    idk = [r for r in rows if r["kind"] == "idk"]
+    best = sorted((r for r in scores.values() if r["split"] == "idk"), key=lambda r: -r["i_ref"])[
+        :2
+    ]
+    assert {r["id"] for r in idk} == {r["id"] for r in best}
+    assert sum(r["weight"] for r in idk) / len(idk) == pytest.approx(1.0)
+
+
+def test_cli_influence_bad_setting_is_one_error_line(probed, tmp_path, capsys):
+    from rait.cli import main
+
+    code = main(["influence", "--out", str(tmp_path / "x"), "--probe", str(probed),
+                 "--projection-dim", "0"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("rait: error:")
+    assert "projection_dim" in err[0]
