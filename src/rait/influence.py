@@ -52,8 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from rait.config import config_to_dict
-from rait.data.records import QARecord, task_of
-from rait.data.sources import load_source
+from rait.data.records import QARecord
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import atomic_open, dumps, read_json, write_json
 from rait.gradients import AdamPreconditioner, PerSampleGradients, collate
@@ -61,6 +60,7 @@ from rait.models import ModelConfig, resolve_device
 from rait.probe import KNOWLEDGE_FILE
 from rait.projection import RademacherProjector
 from rait.prompts import REFUSAL_ANSWER, training_messages
+from rait.rehearse import load_probe
 from rait.rundir import Stage
 from rait.train import ADAPTER_DIR, TrainConfig, tokenize_rows
 
@@ -518,35 +518,11 @@ def _mean_stats(mean_idk: Any, mean_ik: Any) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- the stage
-def _probe_inputs(cfg: InfluenceConfig):
-    from rait.build import read_knowledge
-    from rait.rehearse import probe_config_of
-
-    probe_cfg = probe_config_of(cfg.probe)
-    records = load_source(probe_cfg.data)
-    task = task_of(records)
-    knowledge_path = Path(cfg.probe) / KNOWLEDGE_FILE
-    knowledge = read_knowledge(str(knowledge_path), task)
-    ids = {r.id for r in records}
-    for key, row in knowledge.items():
-        if key not in ids:
-            raise DataError(
-                f"id {key!r} is not in the probe's data: the data changed since the probe ran",
-                Location(str(knowledge_path), row["_line"], field="id"),
-            )
-    return probe_cfg, records, task, knowledge
-
-
-def _train_warmup(cfg: InfluenceConfig, probe_cfg, records, task, knowledge, out: Path, log):
+def _train_warmup(cfg: InfluenceConfig, probe_cfg, task, candidates, out: Path, log):
     """The warm-up LoRA: ``train`` on the rehearsal set (``rait rehearse``'s selection)."""
-    from rait.methods.base import Candidate
-    from rait.rehearse import RehearseConfig, _rehearsal_rows, select_rehearsal
+    from rait.rehearse import RehearseConfig, select_rehearsal, write_rehearsal_set
     from rait.train import run_train
 
-    by_id = {r.id: r for r in records}
-    candidates = [
-        Candidate(by_id[k], float(row["mu"]), float(row["sigma"])) for k, row in knowledge.items()
-    ]
     selection_cfg = RehearseConfig(
         probe=cfg.probe,
         min_mu=cfg.warmup_min_mu,
@@ -557,10 +533,7 @@ def _train_warmup(cfg: InfluenceConfig, probe_cfg, records, task, knowledge, out
     chosen, info = select_rehearsal(candidates, task, selection_cfg)
     log(f"[influence] warm-up set: {info['kept']} of {info['pool']} passing {info['rule']}")
     set_path = out / "warmup_set.jsonl"
-    text = "".join(dumps(r) + "\n" for r in _rehearsal_rows(chosen, cfg.seed))
-    if not set_path.exists() or set_path.read_text(encoding="utf-8") != text:
-        with atomic_open(set_path) as handle:
-            handle.write(text)
+    write_rehearsal_set(chosen, cfg.seed, set_path)
     if cfg.train.finetuning != "lora":
         raise ConfigError("influence: the warm-up must be a LoRA run (train.finetuning: lora)")
     train_cfg = replace(cfg.train, data=str(set_path), model=probe_cfg.model)
@@ -632,7 +605,7 @@ def run_influence(cfg: InfluenceConfig, out_dir: str | Path, log=print) -> dict[
     cfg.validate()
     out = Path(out_dir)
     procs = Processes.from_env()
-    probe_cfg, records, task, knowledge = _probe_inputs(cfg)
+    probe_cfg, records, task, knowledge, candidates = load_probe(cfg.probe)
     warmup = cfg.warmup
     warmup_summary = None
     if warmup is None:
@@ -641,7 +614,7 @@ def run_influence(cfg: InfluenceConfig, out_dir: str | Path, log=print) -> dict[
                 "influence: with several processes, train the warm-up first (run once without "
                 "torchrun, or give `warmup`): the processes would each train it"
             )
-        warmup, warmup_summary = _train_warmup(cfg, probe_cfg, records, task, knowledge, out, log)
+        warmup, warmup_summary = _train_warmup(cfg, probe_cfg, task, candidates, out, log)
     if cfg.gradient == "adam" and not (Path(warmup) / "optimizer.pt").is_file():
         raise ConfigError(
             f"influence: gradient: adam needs the warm-up's optimizer state; {warmup} has none"

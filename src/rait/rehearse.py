@@ -155,39 +155,53 @@ def _rehearsal_rows(chosen: list[Candidate], seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+def load_probe(probe_dir: str | Path):
+    """A finished probe: its config, data records, task, knowledge rows by id and the probed
+    questions as candidates (the knowledge must match the data)."""
+    from rait.build import read_knowledge
+
+    probe_cfg = probe_config_of(probe_dir)
+    records = load_source(probe_cfg.data)
+    task = task_of(records)
+    knowledge_path = Path(probe_dir) / KNOWLEDGE_FILE
+    knowledge = read_knowledge(str(knowledge_path), task)
+    by_id = {r.id: r for r in records}
+    for key, row in knowledge.items():
+        if key not in by_id:
+            raise DataError(
+                f"id {key!r} is not in the probe's own data: the data changed since the probe "
+                "ran; probe again",
+                Location(str(knowledge_path), row["_line"], field="id"),
+            )
+    candidates = [
+        Candidate(by_id[k], float(row["mu"]), float(row["sigma"]), knowledge=row)
+        for k, row in knowledge.items()
+    ]
+    return probe_cfg, records, task, knowledge, candidates
+
+
+def write_rehearsal_set(chosen: list[Candidate], seed: int, path: Path) -> None:
+    """The rehearsal rows (original answers, REFUSE prompt, seeded order), rewritten only when
+    they change (so that the training stage's cache holds)."""
+    text = "".join(dumps(r) + "\n" for r in _rehearsal_rows(chosen, seed))
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        with atomic_open(path) as handle:
+            handle.write(text)
+
+
 def run_rehearse(cfg: RehearseConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
     """Select, train, re-probe and write ``OUT/knowledge_after.jsonl`` (each step cached)."""
     from rait.build import read_knowledge
 
     cfg.validate()
     out = Path(out_dir)
-    probe_cfg = probe_config_of(cfg.probe)
-    records = load_source(probe_cfg.data)
-    task = task_of(records)
-    before = read_knowledge(str(Path(cfg.probe) / KNOWLEDGE_FILE), task)
-    by_id = {r.id: r for r in records}
-    candidates = [
-        Candidate(by_id[k], float(row["mu"]), float(row["sigma"]), knowledge=row)
-        for k, row in before.items()
-        if k in by_id
-    ]
-    if len(candidates) != len(before):
-        raise DataError(
-            "the probe's knowledge ids do not match its own data: the data changed since the "
-            "probe ran; probe again",
-            Location(str(Path(cfg.probe) / KNOWLEDGE_FILE)),
-        )
+    probe_cfg, _, task, before, candidates = load_probe(cfg.probe)
     chosen, info = select_rehearsal(candidates, task, cfg)
     for note in info["notes"]:
         log(f"[rehearse] note: {note}")
     log(f"[rehearse] rehearsal set: {info['kept']} of {info['pool']} passing {info['rule']}")
-    out.mkdir(parents=True, exist_ok=True)
     set_path = out / REHEARSAL_SET
-    rows = _rehearsal_rows(chosen, cfg.seed)
-    text = "".join(dumps(r) + "\n" for r in rows)
-    if not set_path.exists() or set_path.read_text(encoding="utf-8") != text:
-        with atomic_open(set_path) as handle:
-            handle.write(text)
+    write_rehearsal_set(chosen, cfg.seed, set_path)
     train_cfg = replace(cfg.train, data=str(set_path), model=probe_cfg.model)
     train_summary = run_train(train_cfg, out / "train", log=log)
     trained = out / "train" / (ADAPTER_DIR if train_cfg.finetuning == "lora" else MODEL_DIR)
