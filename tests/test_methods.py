@@ -187,7 +187,7 @@ def pools(name: str, candidates: list[Candidate]) -> tuple[set[str], set[str]]:
         certain = {c.id for c in candidates if c.knowledge["greedy_correct"]}
         return certain, ids - certain
     ranked = sorted(candidates, key=lambda c: (c.knowledge["rtuning_u_entropy"], c.id))
-    certain = {c.id for c in ranked[: round(len(ranked) / 2)]}
+    certain = {c.id for c in ranked[: len(ranked) // 2]}  # floor, as rtuning_u_certain
     return certain, ids - certain
 
 

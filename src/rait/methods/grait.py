@@ -68,45 +68,30 @@ def _grait(
     # the ablations draw exactly what they ablate to: w/o O2 GRAIT's selection (same ties),
     # w/o O1 Cor-RAIT's random sets
     stream = "grait" if o1 else "cor-rait"
+    order = "top" if o1 else "random"  # w/o O1: Cor-RAIT's random draws (keys unused)
+    van = take(
+        known,
+        ctx.sizes.n_van,
+        name=f"{name} N_ik",
+        order=order,
+        rng=derived_rng(ctx.seed, stream, "van"),
+        key=lambda c: c.mu,
+        **common,
+    )
+    idk = take(
+        unknown,
+        ctx.sizes.n_idk,
+        name=f"{name} N_idk",
+        order=order,
+        rng=derived_rng(ctx.seed, stream, "idk"),
+        key=lambda c: c.i_ref,
+        **common,
+    )
     if o1:
-        van = take(
-            known,
-            ctx.sizes.n_van,
-            name=f"{name} N_ik",
-            order="top",
-            rng=derived_rng(ctx.seed, stream, "van"),
-            key=lambda c: c.mu,
-            **common,
-        )
-        idk = take(
-            unknown,
-            ctx.sizes.n_idk,
-            name=f"{name} N_idk",
-            order="top",
-            rng=derived_rng(ctx.seed, stream, "idk"),
-            key=lambda c: c.i_ref,
-            **common,
-        )
         van_rule = f"µ ≥ {tau}: top N_ik by µ, original answer"
         idk_rule = f"µ < {tau}: top N_idk by I_ref, refusal"
         why = "outside the top N"
     else:
-        van = take(
-            known,
-            ctx.sizes.n_van,
-            name=f"{name} N_ik",
-            order="random",
-            rng=derived_rng(ctx.seed, stream, "van"),
-            **common,
-        )
-        idk = take(
-            unknown,
-            ctx.sizes.n_idk,
-            name=f"{name} N_idk",
-            order="random",
-            rng=derived_rng(ctx.seed, stream, "idk"),
-            **common,
-        )
         van_rule = f"µ ≥ {tau}: random N_ik, original answer"
         idk_rule = f"µ < {tau}: random N_idk, refusal"
         why = "not drawn"
