@@ -85,7 +85,7 @@ def less_loop(model, examples, pad_id, k, seed):
     """LESS's collect_grads: batch size 1, backward, flatten; project every 16 samples."""
     import torch
 
-    from rait.gradients import collate, sample_losses
+    from rait.gradients import collate
     from rait.projection import RademacherProjector
 
     params = [p for _, p in model.named_parameters() if p.requires_grad]
@@ -93,7 +93,11 @@ def less_loop(model, examples, pad_id, k, seed):
     features, pending = [], []
     for ex in examples:
         model.zero_grad(set_to_none=True)
-        sample_losses(model, collate([ex.features], pad_id, "cpu")).sum().backward()
+        batch = collate([ex.features], pad_id, "cpu")
+        labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+        model(  # LESS: the model's own loss over the answer labels
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels
+        ).loss.backward()
         pending.append(torch.cat([p.grad.flatten() for p in params]))
         if len(pending) == PROJECT_INTERVAL:
             projector._cached = None  # a new call generates the matrix again, as trak's does

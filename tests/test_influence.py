@@ -74,12 +74,21 @@ def _examples(lm, ik_target="refusal", n=10):
 
 
 # --------------------------------------------------------------------------- reference
+def hf_loss(model, batch):
+    """The loss as LESS takes it: the model's own causal-LM loss over the answer labels
+    (full logits; the token mean for a batch of one)."""
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    return model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels
+    ).loss
+
+
 def reference_gradients(model, examples, pad_id, preconditioner=None):
     """One sample at a time: forward, backward, flatten the LoRA gradients."""
     rows = []
     for ex in examples:
         model.zero_grad(set_to_none=True)
-        sample_losses(model, collate([ex.features], pad_id, "cpu")).sum().backward()
+        hf_loss(model, collate([ex.features], pad_id, "cpu")).backward()
         flat = torch.cat(
             [p.grad.detach().flatten() for _, p in model.named_parameters() if p.requires_grad]
         )
@@ -124,6 +133,32 @@ def test_per_sample_gradients_equal_one_backward_per_sample(warm_model):
     assert fast.shape == ref.shape and fast.shape[1] == engine.dim
     assert float(ref.norm(dim=1).min()) > 0
     _assert_close(fast, ref, 1e-5)
+
+
+class _NoLogitsToKeep(torch.nn.Module):
+    """A causal LM whose forward has no ``logits_to_keep`` (older or custom models)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+
+def test_sample_losses_are_the_models_own_loss_per_sample(warm_model):
+    lm, model = warm_model
+    examples = _examples(lm)
+    pad = lm.tokenizer.pad_token_id
+    batch = collate([ex.features for ex in examples], pad, "cpu")
+    expected = torch.stack(
+        [hf_loss(model, collate([ex.features], pad, "cpu")) for ex in examples]
+    ).detach()
+    with torch.no_grad():
+        sliced = sample_losses(model, batch)  # logits only where some answer token is
+        full = sample_losses(_NoLogitsToKeep(model), batch)  # every position
+    torch.testing.assert_close(sliced, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(full, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("projection", ["rademacher", "none"])
@@ -241,6 +276,20 @@ def test_empty_splits_are_errors(warm_model):
         compute_influence(engine, unknown, settings, lm.tokenizer.pad_token_id)
 
 
+def test_gradients_fill_the_given_rows_and_refuse_a_wrong_buffer(warm_model):
+    lm, model = warm_model
+    examples = _examples(lm)[:3]
+    engine = PerSampleGradients(model)
+    batch = collate([e.features for e in examples], lm.tokenizer.pad_token_id, "cpu")
+    buffer = torch.full((5, engine.dim), float("nan"))
+    returned = engine(batch, out=buffer[1:4])
+    assert returned.data_ptr() == buffer[1].data_ptr()
+    torch.testing.assert_close(buffer[1:4], engine(batch))
+    assert bool(buffer[0].isnan().all()) and bool(buffer[4].isnan().all())
+    with pytest.raises(ValueError, match="expected"):
+        engine(batch, out=torch.empty(2, engine.dim))
+
+
 def test_non_linear_trainable_parameter_is_refused():
     lm = build_tiny_model(seed=3)
     for p in lm.model.parameters():
@@ -260,11 +309,11 @@ def test_work_files_let_a_killed_run_resume(warm_model, tmp_path, monkeypatch):
     calls = {"n": 0}
     original = PerSampleGradients.__call__
 
-    def dying(self, batch, ids=None):
+    def dying(self, batch, ids=None, out=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return original(self, batch, ids)
+        return original(self, batch, ids, out)
 
     monkeypatch.setattr(PerSampleGradients, "__call__", dying)
     with pytest.raises(KeyboardInterrupt):

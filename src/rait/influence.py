@@ -392,9 +392,9 @@ def compute_influence(
     started = time.perf_counter()
     done = [0]
 
-    def gradients(batch: list[int]) -> Any:
+    def gradients(batch: list[int], out: Any = None) -> Any:
         feats = [examples[i].features for i in batch]
-        grads = engine(collate(feats, pad_id, device), [examples[i].id for i in batch])
+        grads = engine(collate(feats, pad_id, device), [examples[i].id for i in batch], out)
         done[0] += len(batch)
         return grads
 
@@ -413,7 +413,11 @@ def compute_influence(
             saved = work.load(f"features.chunk{c}")
             if saved is None:
                 rows = [i for batch in chunk for i in batch]
-                buffer = torch.cat([gradients(batch) for batch in chunk])
+                buffer = torch.empty(len(rows), engine.dim, device=device)
+                at = 0
+                for batch in chunk:
+                    gradients(batch, buffer[at : at + len(batch)])
+                    at += len(batch)
                 saved = {
                     "rows": torch.tensor(rows),
                     "features": projector.project(buffer).cpu(),

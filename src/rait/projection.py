@@ -40,11 +40,12 @@ class RademacherProjector:
         self.seed = int(seed)
         self.device = torch.device(device)
         self.scale = 1.0 / math.sqrt(self.output_dim)
-        bits = torch.arange(1 << 16, dtype=torch.int64)
-        # row v: the 16 signs of the 16-bit value v, least significant bit first
-        self._table = (((bits[:, None] >> torch.arange(16)) & 1) * 2 - 1).to(
+        byte = torch.arange(256, dtype=torch.int64)
+        # row v: the 8 signs of the byte v, least significant bit first (an L1-sized table)
+        self._table = (((byte[:, None] >> torch.arange(8)) & 1) * 2 - 1).to(
             device=self.device, dtype=torch.float32
         )
+        self._buffer: Any = None  # one block's worth of floats, reused by every block
         self._cached: tuple[int, Any] | None = None
 
     @property
@@ -59,7 +60,11 @@ class RademacherProjector:
         return raw.view(np.uint8)
 
     def block(self, block: int) -> Any:
-        """Rows ``[block · R, (block + 1) · R)`` of P as a float32 (rows × k) ±1 tensor."""
+        """Rows ``[block · R, (block + 1) · R)`` of P as a float32 (rows × k) ±1 tensor.
+
+        The tensor lives in a buffer that the next call for another block overwrites (one
+        allocation for the whole projection, and it stays warm in memory): clone it to keep it.
+        """
         import torch
 
         if self._cached is not None and self._cached[0] == block:
@@ -67,12 +72,12 @@ class RademacherProjector:
         if not 0 <= block < self.n_blocks:
             raise IndexError(f"block {block} outside 0..{self.n_blocks - 1}")
         rows = min(ROWS_PER_BLOCK, self.input_dim - block * ROWS_PER_BLOCK)
-        data = torch.from_numpy(self._block_bits(block).copy()).to(self.device)
-        if data.numel() % 2:
-            data = torch.cat([data, data.new_zeros(1)])
-        pairs = data.view(-1, 2).to(torch.int64)
-        index = pairs[:, 0] | (pairs[:, 1] << 8)
-        signs = torch.index_select(self._table, 0, index).view(-1)
+        if self._buffer is None:
+            size = min(ROWS_PER_BLOCK, self.input_dim) * self.output_dim
+            self._buffer = torch.empty(-(-size // 64) * 64, device=self.device)
+        data = torch.from_numpy(self._block_bits(block)).to(self.device, torch.int64)
+        signs = self._buffer[: data.numel() * 8]
+        torch.index_select(self._table, 0, data, out=signs.view(-1, 8))
         matrix = signs[: rows * self.output_dim].view(rows, self.output_dim)
         self._cached = (block, matrix)
         return matrix
@@ -124,4 +129,4 @@ class RademacherProjector:
         """The whole P (D × k, ±1): for tests and small D only."""
         import torch
 
-        return torch.cat([self.block(b) for b in range(self.n_blocks)])
+        return torch.cat([self.block(b).clone() for b in range(self.n_blocks)])
