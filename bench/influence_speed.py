@@ -4,13 +4,15 @@ Both paths compute GRAIT's I_ref and I_sta from the refusal-target gradients of 
 samples at the same LoRA, with the same seeded dense Rademacher projection (k = 8192, scaled
 1/√k) and per-sample L2 normalisation (METHODS.md section 5 defaults).
 
-* **Baseline, the LESS loop** (``collect_grads`` in LESS): one sample at a time, forward,
-  ``backward()``, flatten the LoRA gradients, and every 16 samples (LESS's
-  ``project_interval``) project the 16 stacked gradients; then normalise, take the means and
-  the inner products.
+* **Baseline, the LESS loop** (``collect_grads`` in LESS): one sample at a time, forward with
+  the model's own loss (``model(**batch).loss``, full logits), ``backward()``, flatten the LoRA
+  gradients, and every 16 samples (LESS's ``project_interval``) project the 16 stacked
+  gradients, generating the matrix again as trak's projector does; then normalise, take the
+  means and the inner products.
 * **rait influence** (:func:`rait.influence.compute_influence`): per-sample gradients of a whole
-  batch from one backward pass (hooks on the LoRA layers), projected a chunk of samples at a
-  time, so the projection matrix is generated once per chunk instead of once per 16 samples.
+  batch from one backward pass (hooks on the LoRA layers, logits only at answer positions),
+  projected a chunk of samples at a time, so the projection matrix is generated once per chunk
+  instead of once per 16 samples.
   Also timed: the two-pass modes (``normalize: false``, where no sample is projected, and
   ``projection: none``, the exact scores).
 
