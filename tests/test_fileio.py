@@ -9,11 +9,14 @@ import stat
 
 import pytest
 
+from rait.errors import DataError
 from rait.fileio import (
     atomic_open,
     dumps,
     file_digest,
     read_json,
+    read_jsonl_by_id,
+    row_number,
     stable_hash,
     write_json,
     write_jsonl,
@@ -225,3 +228,39 @@ def test_file_digest_empty_and_changes(tmp_path):
 def test_file_digest_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         file_digest(tmp_path / "missing")
+
+
+def test_read_jsonl_by_id_names_both_lines_of_a_repeated_id(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": "a", "x": 1}\n\n{"id": "b", "x": 2}\n{"id": "a", "x": 3}\n')
+    with pytest.raises(DataError, match=r"rows.jsonl:4, field 'id'.*first on line 1"):
+        read_jsonl_by_id(path)
+    path.write_text('{"id": "a", "x": 1}\n{"id": 2, "x": 2}\n')
+    rows = read_jsonl_by_id(path, ("x",))
+    assert list(rows) == ["a", "2"] and rows["2"]["_line"] == 2
+    path.write_text('{"x": 1}\n')
+    with pytest.raises(DataError, match=":1, field 'id'"):
+        read_jsonl_by_id(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        (True, "expected a number"),
+        ("0.5", "expected a number"),
+        (None, "expected a number"),
+        (float("nan"), "not a finite number"),
+        (1.5, r"outside \[0.0, 1.0\]"),
+        (-0.1, r"outside \[0.0, 1.0\]"),
+    ],
+)
+def test_row_number_rejects_with_file_line_and_field(value, match):
+    row = {"_line": 7, "mu": value}
+    with pytest.raises(DataError, match=match) as caught:
+        row_number(row, "mu", "k.jsonl", 0.0, 1.0)
+    assert "k.jsonl:7, field 'mu'" in str(caught.value)
+
+
+def test_row_number_accepts_ints_and_bounds():
+    assert row_number({"_line": 1, "mu": 1}, "mu", "k.jsonl", 0.0, 1.0) == 1.0
+    assert row_number({"_line": 1, "s": 3.5}, "s", "k.jsonl", 0.0) == 3.5

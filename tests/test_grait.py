@@ -446,17 +446,17 @@ BAD_SCORES = {
     "i_ref NaN": (
         _raw(3, '{"id": "ID", "split": "SPLIT", "i_ref": NaN, "i_sta": 0.1}'),
         "i_ref",
-        "not finite",
+        "not a finite number",
     ),
     "i_sta Infinity": (
         _raw(8, '{"id": "ID", "split": "SPLIT", "i_ref": 0.2, "i_sta": Infinity}'),
         "i_sta",
-        "not finite",
+        "not a finite number",
     ),
     "i_ref -Infinity": (
         _raw(1, '{"id": "ID", "split": "SPLIT", "i_ref": -Infinity, "i_sta": 0.1}'),
         "i_ref",
-        "not finite",
+        "not a finite number",
     ),
     "split unknown": (_edit(5, split="known"), "split", "expected 'ik' or 'idk'"),
     "split upper case": (_edit(5, split="IK"), "split", "expected 'ik' or 'idk'"),

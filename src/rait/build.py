@@ -35,7 +35,7 @@ from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
 from rait.errors import ConfigError, DataError, Location
-from rait.fileio import atomic_open, dumps, read_jsonl_rows, write_json
+from rait.fileio import atomic_open, dumps, read_jsonl_by_id, row_number, write_json
 from rait.methods import METHODS, get_method
 from rait.methods.base import (
     BuildContext,
@@ -114,36 +114,16 @@ class BuildConfig:
 
 
 # --------------------------------------------------------------------------- knowledge
-def _number(row: dict, key: str, path: str, lo: float | None = None, hi: float | None = None):
-    value = row.get(key)
-    where = Location(path, row["_line"], field=key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"expected a number, got {value!r}", where)
-    if not math.isfinite(value):
-        raise DataError(f"{value} is not a finite number", where)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        bounds = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise DataError(f"{value} is outside {bounds}", where)
-    return float(value)
-
-
 def read_knowledge(
     path: str, task: str, requires: tuple[str, ...] = ()
 ) -> dict[str, dict[str, Any]]:
     """A probe's ``knowledge.jsonl`` by id, validated: µ in [0, 1], σ finite, unique ids, the
     data's task, and the fields a method ``requires``. Every problem names file, line, field."""
-    rows = read_jsonl_rows(path, required=("id", "mu", "sigma"))
-    by_id: dict[str, dict[str, Any]] = {}
-    for row in rows:
+    by_id = read_jsonl_by_id(path, required=("id", "mu", "sigma"))
+    for row in by_id.values():
         line = row["_line"]
-        key = str(row["id"])
-        if key in by_id:
-            raise DataError(
-                f"duplicate id {key!r} (first on line {by_id[key]['_line']})",
-                Location(path, line, field="id"),
-            )
-        _number(row, "mu", path, 0.0, 1.0)
-        _number(row, "sigma", path)
+        row_number(row, "mu", path, 0.0, 1.0)
+        row_number(row, "sigma", path)
         row_task = row.get("task")
         if row_task is not None and row_task != task:
             raise DataError(
@@ -162,8 +142,7 @@ def read_knowledge(
                     f"expected true or false, got {row[name]!r}", Location(path, line, field=name)
                 )
             if name == "rtuning_u_entropy":
-                _number(row, name, path, 0.0)
-        by_id[key] = row
+                row_number(row, name, path, 0.0)
     return by_id
 
 

@@ -116,3 +116,45 @@ def read_jsonl_rows(path: str | os.PathLike[str], required: Sequence[str] = ()) 
     if not rows:
         raise DataError("the file has no rows", Location(where))
     return rows
+
+
+def read_jsonl_by_id(path: str | os.PathLike[str], required: Sequence[str] = ()) -> dict[str, dict]:
+    """:func:`read_jsonl_rows` keyed by each row's ``id`` (required); a repeated id is a
+    :class:`~rait.errors.DataError` naming both lines."""
+    from rait.errors import DataError, Location
+
+    by_id: dict[str, dict] = {}
+    for row in read_jsonl_rows(path, ("id", *[k for k in required if k != "id"])):
+        key = str(row["id"])
+        if key in by_id:
+            raise DataError(
+                f"duplicate id {key!r} (first on line {by_id[key]['_line']})",
+                Location(str(path), row["_line"], field="id"),
+            )
+        by_id[key] = row
+    return by_id
+
+
+def row_number(
+    row: dict,
+    key: str,
+    path: str | os.PathLike[str],
+    lo: float | None = None,
+    hi: float | None = None,
+) -> float:
+    """``row[key]`` as a float, checked: a number (not a bool), finite, within ``[lo, hi]``;
+    otherwise a :class:`~rait.errors.DataError` naming the file, the row's line and ``key``."""
+    import math
+
+    from rait.errors import DataError, Location
+
+    value = row.get(key)
+    where = Location(str(path), row["_line"], field=key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"expected a number, got {value!r}", where)
+    if not math.isfinite(value):
+        raise DataError(f"{value} is not a finite number", where)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise DataError(f"{value} is outside {bounds}", where)
+    return float(value)

@@ -574,31 +574,17 @@ def load_warmup_model(model_cfg: ModelConfig, warmup: str, gradient: str = "sgd"
 
 def read_influence(path: str) -> dict[str, dict[str, Any]]:
     """``influence.jsonl`` by id, validated (file, line and field in every error)."""
-    from rait.fileio import read_jsonl_rows
+    from rait.fileio import read_jsonl_by_id, row_number
 
-    rows = read_jsonl_rows(path, required=("id", "split", "i_ref", "i_sta"))
-    by_id: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        line = row["_line"]
-        key = str(row["id"])
-        if key in by_id:
-            raise DataError(
-                f"duplicate id {key!r} (first on line {by_id[key]['_line']})",
-                Location(path, line, field="id"),
-            )
+    by_id = read_jsonl_by_id(path, required=("id", "split", "i_ref", "i_sta"))
+    for row in by_id.values():
         if row["split"] not in ("ik", "idk"):
             raise DataError(
-                f"expected 'ik' or 'idk', got {row['split']!r}", Location(path, line, field="split")
+                f"expected 'ik' or 'idk', got {row['split']!r}",
+                Location(path, row["_line"], field="split"),
             )
         for name in ("i_ref", "i_sta"):
-            value = row[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise DataError(
-                    f"expected a number, got {value!r}", Location(path, line, field=name)
-                )
-            if not math.isfinite(value):
-                raise DataError(f"{value} is not finite", Location(path, line, field=name))
-        by_id[key] = row
+            row_number(row, name, path)
     return by_id
 
 
