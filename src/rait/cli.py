@@ -356,6 +356,17 @@ def cmd_crss(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from rait.pipeline import load_pipeline_config, run_pipeline
+
+    overrides = list(args.set or [])
+    overrides += _flag_overrides({"run_dir": args.run_dir})
+    if args.methods:
+        overrides.append("methods=" + _yaml_list(args.methods))
+    run_pipeline(load_pipeline_config(args.config, overrides))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rait.config import load_config
     from rait.demo import DemoConfig, run_demo
@@ -612,6 +623,19 @@ def build_parser() -> argparse.ArgumentParser:
     crss.add_argument("--config", help="YAML file with CrssConfig fields")
     crss.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
     crss.set_defaults(func=cmd_crss)
+
+    run = sub.add_parser(
+        "run",
+        help="the whole pipeline from one YAML config: probe, rehearse, influence, build, "
+        "train, eval, results (cached and resumable)",
+    )
+    run.add_argument("config", help="a pipeline YAML (see configs/)")
+    run.add_argument("--run-dir", dest="run_dir", help="override the config's run_dir")
+    run.add_argument(
+        "--methods", nargs="+", metavar="METHOD", help="override the config's method list"
+    )
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="the main job on the offline default (see README)")
     demo.add_argument("--run-dir", dest="run_dir")

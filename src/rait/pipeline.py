@@ -1,0 +1,382 @@
+"""``rait run CONFIG.yaml``: the whole pipeline from one config, one method or many, from one
+shared probe (METHODS.md sections 1-7).
+
+data → probe → (rehearse, influence) → build → train → eval → results, in one run directory::
+
+    RUN/data/                     the world-facts set (when the config has a `world_facts` section)
+    RUN/probe/                    µ, σ (and R-Tuning-U's entropies) of the training questions
+    RUN/rehearse/                 CRaFT's rehearsal and knowledge_after.jsonl (CRaFT methods only)
+    RUN/influence/                GRAIT's I_ref / I_sta at a warm-up LoRA (GRAIT methods only)
+    RUN/build/METHOD.jsonl        each method's refusal-aware training set (+ .summary.json)
+    RUN/train/METHOD/             each method's LoRA (or full) model
+    RUN/eval/TEST/METHOD/         predictions and metrics, the baselines included
+    RUN/results.md, results.json  the results table (Pc, Pw, THS per test set) and its data
+
+Every stage is cached by its own fingerprint (its config and the bytes of its inputs, see
+:mod:`rait.rundir`): rerunning an unchanged config does nothing; adding or changing a method
+reuses the probe, the rehearsal and the influence; a killed run resumes at the stage it was
+in (the probe and the evaluation keep their finished rows, the trainer its checkpoints).
+
+The config's stage sections (``probe``, ``rehearse``, ``influence``, ``build``, ``train``,
+``eval``) hold the stage configs' own keys (``rait probe --config`` etc.), except those the
+pipeline fills in: the model, the data, and the paths between stages. They are checked when the
+config is loaded, before anything runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rait.config import build_config, config_to_dict
+from rait.data.sources import DataSource
+from rait.data.world_facts import WorldFactsConfig, write_world_facts
+from rait.errors import ConfigError
+from rait.fileio import atomic_open, write_json
+from rait.models import ModelConfig
+from rait.rundir import RunDir
+
+BASELINES = ("init-basic", "init-refuse")
+#: methods scored with the sure-probability of R-Tuning's padding prompt (METHODS.md section 7)
+PADDING_CONFIDENCE = ("rtuning-padding", "rtuning-u")
+
+#: the keys the pipeline sets in each stage section (a config that sets them is refused)
+FILLED = {
+    "probe": ("model", "data", "shots"),
+    "rehearse": ("probe",),
+    "influence": ("probe",),
+    "build": ("method", "data", "knowledge", "knowledge_after", "influence"),
+    "train": ("model", "data"),
+    "eval": ("model", "data", "method", "test_set", "role", "baseline", "confidence"),
+}
+HINT = {
+    "model": "the top-level `model`",
+    "data": "the top-level `data` (training questions) or `tests` (test sets)",
+    "shots": "the top-level `shots`",
+    "method": "`methods` and `baselines`",
+    "test_set": "`tests[].name`",
+    "role": "`tests[].role`",
+}
+
+
+@dataclass
+class TestSet:
+    """One test set: its column in the results table (``name``, ``role`` id or ood) and its
+    questions (``data``; ``data.sample`` draws a sample)."""
+
+    name: str = ""
+    role: str = "id"
+    data: DataSource = field(default_factory=DataSource)
+
+    def validate(self) -> None:
+        if not self.name.strip():
+            raise ConfigError("tests: every test set needs a `name`")
+        if self.role not in ("id", "ood"):
+            raise ConfigError(f"tests: role must be id or ood, got {self.role!r}")
+
+
+@dataclass
+class PipelineConfig:
+    """Everything ``rait run`` does (see the module docstring).
+
+    ``world_facts``: build the offline world-facts set into ``RUN/data``; a ``data``,
+    ``shots`` or test set of format ``world_facts`` without a ``path`` then reads it.
+    ``methods``: data-construction methods to build, train and evaluate (``rait.methods``);
+    ``baselines``: base-model rows (``init-basic`` is always evaluated when any row needs
+    THS). ``train.model`` is the top-level ``model``; ``eval`` settings apply to every row.
+    """
+
+    run_dir: str = "runs/rait"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    world_facts: WorldFactsConfig | None = None
+    data: DataSource = field(default_factory=DataSource)
+    shots: DataSource | None = None
+    tests: list[TestSet] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    probe: dict[str, Any] = field(default_factory=dict)
+    rehearse: dict[str, Any] = field(default_factory=dict)
+    influence: dict[str, Any] = field(default_factory=dict)
+    build: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None
+
+    def validate(self) -> None:
+        from rait.methods import METHODS
+
+        if not self.methods and not self.baselines:
+            raise ConfigError("nothing to run: `methods` and `baselines` are both empty")
+        for name in self.methods:
+            if name not in METHODS:
+                raise ConfigError(
+                    f"methods: unknown method {name!r}; known: {', '.join(sorted(METHODS))}"
+                )
+        for name in self.baselines:
+            if name not in BASELINES:
+                raise ConfigError(f"baselines: unknown {name!r}; known: {', '.join(BASELINES)}")
+        for label, names in (("methods", self.methods), ("baselines", self.baselines)):
+            if len(set(names)) != len(names):
+                raise ConfigError(f"{label}: a name is listed twice")
+        if not self.tests:
+            raise ConfigError("tests: at least one test set is needed")
+        names = [t.name for t in self.tests]
+        if len(set(names)) != len(names):
+            raise ConfigError("tests: two test sets have the same name")
+        for section, keys in FILLED.items():
+            for key in keys:
+                if key in getattr(self, section):
+                    raise ConfigError(
+                        f"{section}.{key} is set by the pipeline: use "
+                        f"{HINT.get(key, 'the stage paths of the run directory')} instead"
+                    )
+        # every stage config is built (and checked) now, with the run directory's paths
+        self.stage_configs(Path(self.run_dir), check_only=True)
+
+    # ------------------------------------------------------------------ stage configs
+    def resolve(self, source: DataSource, data_dir: Path) -> DataSource:
+        if source.format == "world_facts" and source.path is None:
+            if self.world_facts is None:
+                raise ConfigError(
+                    "a world_facts data source has no path: give one, or add a `world_facts` "
+                    "section so the run builds the set"
+                )
+            return replace(source, path=str(data_dir))
+        return source
+
+    def specs(self) -> list:
+        from rait.methods import get_method
+
+        return [get_method(m) for m in self.methods]
+
+    def needs_rehearsal(self) -> bool:
+        return any(s.rehearsal for s in self.specs())
+
+    def needs_influence(self) -> bool:
+        return any(s.influence for s in self.specs())
+
+    def stage_configs(self, root: Path, check_only: bool = False) -> dict[str, Any]:
+        """Every stage's dataclass config with the pipeline's fills (paths under ``root``)."""
+        from rait.build import BuildConfig
+        from rait.influence import InfluenceConfig
+        from rait.probe import ProbeConfig
+        from rait.rehearse import RehearseConfig
+        from rait.train import TrainConfig
+
+        origin = "config"
+        data_dir = root / "data"
+        data = self.resolve(self.data, data_dir)
+        shots = self.resolve(self.shots, data_dir) if self.shots else None
+        probe_dir = root / "probe"
+        out: dict[str, Any] = {}
+        out["probe"] = build_config(
+            ProbeConfig,
+            {
+                **self.probe,
+                "model": config_to_dict(self.model),
+                "data": config_to_dict(data),
+                "shots": config_to_dict(shots) if shots else None,
+                "rtuning_u": bool(self.probe.get("rtuning_u"))
+                or any(s.name == "rtuning-u" for s in self.specs()),
+            },
+            origin=origin,
+            prefix="probe",
+        )
+        if self.needs_rehearsal():
+            out["rehearse"] = build_config(
+                RehearseConfig,
+                {**self.rehearse, "probe": str(probe_dir)},
+                origin=origin,
+                prefix="rehearse",
+            )
+        if self.needs_influence():
+            # the run's own warm-up folder does not exist until the stage trains it
+            out["influence"] = build_config(
+                InfluenceConfig,
+                {**self.influence, "probe": str(probe_dir)},
+                origin=origin,
+                prefix="influence",
+            )
+        out["build"] = {}
+        for spec in self.specs():
+            out["build"][spec.name] = build_config(
+                BuildConfig,
+                {
+                    **self.build,
+                    "method": spec.name,
+                    "data": config_to_dict(data),
+                    "knowledge": str(probe_dir / "knowledge.jsonl"),
+                    "knowledge_after": str(root / "rehearse" / "knowledge_after.jsonl")
+                    if spec.rehearsal
+                    else None,
+                    "influence": str(root / "influence" / "scores" / "influence.jsonl")
+                    if spec.influence
+                    else None,
+                },
+                origin=origin,
+                prefix="build",
+            )
+        out["train"] = {
+            spec.name: build_config(
+                TrainConfig,
+                {
+                    **self.train,
+                    "model": config_to_dict(self.model),
+                    "data": str(root / "build" / f"{spec.name}.jsonl"),
+                },
+                origin=origin,
+                prefix="train",
+            )
+            for spec in self.specs()
+        }
+        out["eval"] = {}
+        for test in self.tests:
+            for method in self._baselines():
+                out["eval"][(test.name, method)] = self.eval_config(root, test, method)
+            for method in self.methods:  # checked with the base model: no adapter exists yet
+                self.eval_config(root, test, method, trained=self.model)
+        if check_only:
+            return {}
+        return out
+
+    def eval_config(
+        self, root: Path, test: TestSet, method: str, trained: ModelConfig | None = None
+    ):
+        """The evaluation of ``method`` on ``test``: the base model for the baselines, the
+        ``trained`` model for a method."""
+        from rait.evaluate import EvalConfig
+
+        return build_config(
+            EvalConfig,
+            {
+                **self.eval,
+                "model": config_to_dict(trained or self.model),
+                "data": config_to_dict(self.resolve(test.data, root / "data")),
+                "method": method,
+                "test_set": test.name,
+                "role": test.role,
+                "confidence": "padding" if method in PADDING_CONFIDENCE else "answer",
+                "baseline": None
+                if method == "init-basic"
+                else str(root / "eval" / test.name / "init-basic"),
+            },
+            origin="config",
+            prefix="eval",
+        )
+
+    def _baselines(self) -> list[str]:
+        """The base-model rows: the configured baselines, with Init-Basic first (every other
+        row's THS is measured against it)."""
+        return ["init-basic"] + [b for b in self.baselines if b != "init-basic"]
+
+    def trained_model(self, train_summary: dict) -> ModelConfig:
+        """The model ``rait train`` wrote: the base model with its LoRA adapter, or the fully
+        fine-tuned model folder."""
+        output = train_summary["output"]
+        if train_summary.get("finetuning", "lora") == "lora":
+            return replace(self.model, adapter=str(output))
+        return replace(self.model, name=str(output), gguf_file=None, adapter=None)
+
+
+def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
+    """Run (or resume, or skip) every stage of ``cfg``; returns ``results.json``'s content."""
+    from rait.build import run_build
+    from rait.evaluate import run_eval
+    from rait.influence import run_influence
+    from rait.probe import run_probe
+    from rait.rehearse import run_rehearse
+    from rait.results import results_json, results_table
+    from rait.train import run_train
+
+    cfg.validate()
+    run = RunDir(cfg.run_dir)
+    root = run.root
+    started = time.perf_counter()
+    if cfg.world_facts is not None:
+        world_facts = cfg.world_facts
+        run.run(
+            "data",
+            config_to_dict(world_facts),
+            lambda stage, _resuming: {"manifest": write_world_facts(world_facts, stage.path)},
+        )
+    stages = cfg.stage_configs(root)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        log(f"[run] {name}")
+        result = fn(*args, **kwargs)
+        timings[name] = round(time.perf_counter() - t0, 2)
+        return result
+
+    timed("probe", run_probe, stages["probe"], root / "probe")
+    if "rehearse" in stages:
+        timed("rehearse", run_rehearse, stages["rehearse"], root / "rehearse", log=log)
+    if "influence" in stages:
+        timed("influence", run_influence, stages["influence"], root / "influence", log=log)
+    results = []
+    for test in cfg.tests:
+        for method in cfg._baselines():
+            if method == "init-basic" or method in cfg.baselines:
+                out = root / "eval" / test.name / method
+                timed(
+                    f"eval {test.name} {method}", run_eval, stages["eval"][(test.name, method)], out
+                )
+    for method in cfg.methods:
+        timed(
+            f"build {method}",
+            run_build,
+            stages["build"][method],
+            root / "build" / f"{method}.jsonl",
+        )
+        trained = timed(
+            f"train {method}", run_train, stages["train"][method], root / "train" / method, log=log
+        )
+        model = cfg.trained_model(trained)
+        for test in cfg.tests:
+            out = root / "eval" / test.name / method
+            timed(
+                f"eval {test.name} {method}",
+                run_eval,
+                cfg.eval_config(root, test, method, model),
+                out,
+            )
+    rows = [m for m in cfg._baselines() if m == "init-basic" or m in cfg.baselines] + cfg.methods
+    for test in cfg.tests:
+        for method in rows:
+            path = root / "eval" / test.name / method / "metrics.json"
+            result = _read_metrics(path)
+            results.append(result)
+    title = cfg.title or f"{cfg.model.name}: {', '.join(t.name for t in cfg.tests)}"
+    table = results_table(results, title=title)
+    with atomic_open(root / "results.md") as handle:
+        handle.write(table + "\n")
+    summary = results_json(results) | {
+        "title": title,
+        "methods": cfg.methods,
+        "baselines": cfg.baselines,
+        "seconds": timings,
+        "total_seconds": round(time.perf_counter() - started, 2),
+    }
+    write_json(root / "results.json", summary)
+    log("")
+    log(table)
+    log(f"\nRun directory: {root} (results.md, results.json)")
+    return summary
+
+
+def _read_metrics(path: Path) -> dict:
+    from rait.results import load_results
+
+    return load_results([path])[0]
+
+
+def load_pipeline_config(
+    path: str | None, overrides: list[str] | tuple[str, ...] = ()
+) -> PipelineConfig:
+    """``rait run``'s config: a YAML file plus ``--set key.path=value`` overrides."""
+    from rait.config import load_config
+
+    return load_config(PipelineConfig, path, list(overrides))

@@ -1,0 +1,216 @@
+"""`rait run`: the whole pipeline from one YAML on a tiny random model (MCQA world facts, whose
+µ sits near 1/4, so both sides of τ = 0.25 are populated): outputs, caching, reuse of the shared
+stages, resuming, and bad configs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from rait.cli import main
+from rait.errors import ConfigError
+from rait.pipeline import load_pipeline_config, run_pipeline
+
+TINY_TRAIN = {
+    "lora_r": 2,
+    "lora_alpha": 4,
+    "lora_dropout": 0.0,
+    "batch_size": 2,
+    "effective_batch_size": 2,
+    "epochs": 1.0,
+    "learning_rate": 5e-3,
+    "save_steps": 100,
+}
+
+
+def _config(tmp_path, model_dir, methods, **sections) -> dict:
+    config = {
+        "run_dir": str(tmp_path / "run"),
+        "model": {"name": str(model_dir)},
+        "world_facts": {"task": "mcqa", "n_cities": 60},
+        "data": {"format": "world_facts", "split": "train", "sample": 16},
+        "shots": {"format": "world_facts", "split": "dev"},
+        "tests": [
+            {
+                "name": "wf-id",
+                "role": "id",
+                "data": {"format": "world_facts", "split": "id_test", "sample": 5},
+            },
+            {
+                "name": "wf-ood",
+                "role": "ood",
+                "data": {"format": "world_facts", "split": "ood_test", "sample": 5},
+            },
+        ],
+        "methods": methods,
+        "probe": {"n_samples": 2, "n_shots": 1, "rtuning_u_samples": 2},
+        # MCQA's σ is a negative entropy-like score: -100 lets every question through
+        "rehearse": {"min_mu": 0.0, "min_sigma": -100.0, "size": 4, "train": TINY_TRAIN},
+        "influence": {
+            "tau_c": 0.25,
+            "warmup_min_mu": 0.0,
+            "warmup_min_sigma": -100.0,
+            "warmup_size": 4,
+            "projection_dim": 16,
+            "batch_size": 4,
+            "train": TINY_TRAIN,
+        },
+        "build": {"n_van": 4, "n_idk": 2, "tau_mu": 0.25},
+        "train": TINY_TRAIN,
+        "eval": {"max_new_tokens": 4, "batch_size": 4},
+    }
+    config.update(sections)
+    return config
+
+
+def _write(tmp_path, config, name="run.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _run(path, *overrides):
+    return run_pipeline(load_pipeline_config(str(path), list(overrides)), log=print)
+
+
+ALL_KINDS = ["cor-rait", "rtuning-u", "craft", "grait"]
+
+
+def test_run_every_stage_then_rerun_does_nothing(tmp_path, tiny_model_dir, capsys):
+    path = _write(tmp_path, _config(tmp_path, tiny_model_dir, ALL_KINDS))
+    results = _run(path)
+    run = tmp_path / "run"
+    assert (run / "rehearse" / "knowledge_after.jsonl").is_file()
+    for folder in ("data", "probe", "rehearse/train", "influence/scores"):
+        assert json.loads((run / folder / "stage.json").read_text())["status"] == "complete"
+    rows = [(r["method"], r["test_set"]) for r in results["rows"]]
+    expected_methods = ["init-basic", "init-refuse", *ALL_KINDS]
+    assert sorted(rows) == sorted((m, t) for m in expected_methods for t in ("wf-id", "wf-ood"))
+    for method in ALL_KINDS:
+        built = [
+            json.loads(x) for x in (run / "build" / f"{method}.jsonl").read_text().splitlines()
+        ]
+        assert built and all(r["method"] == method for r in built)
+        assert (run / "train" / method / "adapter" / "adapter_config.json").is_file()
+        for test in ("wf-id", "wf-ood"):
+            metrics = json.loads((run / "eval" / test / method / "metrics.json").read_text())
+            assert metrics["n"] == 5 and metrics["method"] == method
+            assert metrics["adapter"].endswith(f"train/{method}/adapter")
+    padding = json.loads((run / "eval" / "wf-id" / "rtuning-u" / "stage.json").read_text())
+    assert padding["config"]["confidence"] == "padding"
+    grait_rows = [json.loads(x) for x in (run / "build" / "grait.jsonl").read_text().splitlines()]
+    assert all("i_ref" in r for r in grait_rows)
+    probed = [json.loads(x) for x in (run / "probe" / "knowledge.jsonl").read_text().splitlines()]
+    assert len(probed) == 16 and all("rtuning_u_entropy" in r for r in probed)
+    assert json.loads((run / "results.json").read_text())["rows"] == results["rows"]
+    table = (run / "results.md").read_text()
+    assert "| grait |" in table and "wf-ood (OOD) Pc↑" in table
+    capsys.readouterr()
+
+    again = _run(path)
+    out = capsys.readouterr().out
+    assert "running" not in out and "[probe] up to date" in out
+    for method in ALL_KINDS:
+        assert f"[train] up to date, skipped ({run / 'train' / method})" in out
+    assert again["rows"] == results["rows"]
+
+
+def test_a_new_method_reuses_the_probe_and_the_shared_stages(tmp_path, tiny_model_dir, capsys):
+    path = _write(tmp_path, _config(tmp_path, tiny_model_dir, ["cor-rait"]))
+    _run(path)
+    capsys.readouterr()
+    results = _run(path, "methods=[cor-rait, van-tuning]")
+    out = capsys.readouterr().out
+    run = tmp_path / "run"
+    assert "[probe] up to date" in out
+    assert f"[train] up to date, skipped ({run / 'train' / 'cor-rait'})" in out
+    assert "[eval] running van-tuning" in out and "[eval] running cor-rait" not in out
+    assert {r["method"] for r in results["rows"]} == {
+        "init-basic",
+        "init-refuse",
+        "cor-rait",
+        "van-tuning",
+    }
+
+
+def test_a_killed_run_resumes_at_the_stage_it_was_in(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    import rait.train
+
+    path = _write(tmp_path, _config(tmp_path, tiny_model_dir, ["cor-rait", "van-tuning"]))
+    original = rait.train.run_train
+    calls = {"n": 0}
+
+    def dying(cfg, out, log=print):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(cfg, out, log=log)
+
+    monkeypatch.setattr(rait.train, "run_train", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _run(path)
+    monkeypatch.setattr(rait.train, "run_train", original)
+    capsys.readouterr()
+    _run(path)
+    out = capsys.readouterr().out
+    assert "[probe] up to date" in out
+    assert "[train] up to date" in out  # cor-rait, finished before the kill
+    assert (tmp_path / "run" / "train" / "van-tuning" / "adapter").is_dir()
+
+
+def test_cli_run_with_overrides(tmp_path, tiny_model_dir, capsys):
+    path = _write(tmp_path, _config(tmp_path, tiny_model_dir, ["cor-rait"]))
+    other = tmp_path / "other"
+    assert main(["run", str(path), "--run-dir", str(other), "--methods", "van-tuning"]) == 0
+    assert (other / "train" / "van-tuning" / "adapter").is_dir()
+    assert not (other / "train" / "cor-rait").exists()
+    assert "| van-tuning |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"methods": ["cor-rait", "no-such"]}, "unknown method 'no-such'"),
+        ({"methods": [], "baselines": []}, "nothing to run"),
+        ({"baselines": ["init-basic", "van"]}, "baselines: unknown 'van'"),
+        ({"methods": ["cor-rait", "cor-rait"]}, "listed twice"),
+        ({"tests": []}, "at least one test set"),
+        ({"probe": {"data": {"path": "x"}}}, "probe.data is set by the pipeline"),
+        ({"train": {"model": {"name": "x"}}}, "train.model is set by the pipeline"),
+        ({"eval": {"method": "x"}}, "eval.method is set by the pipeline"),
+        ({"build": {"knowledge": "k.jsonl"}}, "build.knowledge is set by the pipeline"),
+        ({"probe": {"n_sample": 3}}, "unknown key.*probe.n_sample"),
+        ({"train": {"epochs": "many"}}, "train.epochs: expected a number"),
+        ({"build": {"tau_mu": 2.0}}, "tau_mu must be in"),
+        ({"world_facts": None}, "world_facts data source has no path"),
+        ({"bogus": 1}, "unknown key.*bogus"),
+    ],
+)
+def test_bad_configs_are_one_clear_error_before_anything_runs(
+    tmp_path, tiny_model_dir, change, match
+):
+    config = _config(tmp_path, tiny_model_dir, ["cor-rait"])
+    config.update(change)
+    path = _write(tmp_path, config)
+    with pytest.raises(ConfigError, match=match):
+        _run(path)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_test_sets(tmp_path, tiny_model_dir):
+    config = _config(tmp_path, tiny_model_dir, ["cor-rait"])
+    config["tests"][1]["name"] = "wf-id"
+    with pytest.raises(ConfigError, match="same name"):
+        _run(_write(tmp_path, config))
+    config["tests"][1] = {"name": "x", "role": "far", "data": {"format": "world_facts"}}
+    with pytest.raises(ConfigError, match="role must be id or ood"):
+        _run(_write(tmp_path, config))
+
+
+def test_cli_bad_config_is_one_error_line(tmp_path, tiny_model_dir, capsys):
+    config = _config(tmp_path, tiny_model_dir, ["no-such"])
+    assert main(["run", str(_write(tmp_path, config))]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown method 'no-such'" in err[0]
