@@ -15,7 +15,7 @@ from rait.config import (
     parse_override,
 )
 from rait.data.world_facts import WorldFactsConfig
-from rait.demo import DemoConfig
+from rait.demo import demo_config_dict, load_demo_config
 from rait.errors import ConfigError, RaitError
 from rait.models import ModelConfig
 
@@ -431,15 +431,18 @@ def test_world_facts_config_rejects_bad_values(override, match):
 
 
 def test_demo_config_from_yaml_and_overrides(tmp_path):
-    path = write(
-        tmp_path / "demo.yaml",
-        "run_dir: runs/x\nn_questions: 10\nmodel:\n  dtype: float32\n"
-        "world_facts:\n  seed: 3\n  n_cities: 50\n",
+    import yaml
+
+    data = demo_config_dict()
+    data.update(run_dir="runs/x", model={"dtype": "float32"})
+    data["world_facts"] = {"seed": 3, "n_cities": 50}
+    path = write(tmp_path / "demo.yaml", yaml.safe_dump(data))
+    cfg = load_demo_config(
+        str(path), ["model.device=cpu", "build.n_van=20", "eval.match=em"], n_questions=10
     )
-    cfg = load_config(DemoConfig, path, ["model.device=cpu", "n_questions=20", "match=em"])
     assert cfg.run_dir == "runs/x"
-    assert cfg.n_questions == 20
-    assert cfg.match == "em"
+    assert cfg.build["n_van"] == 20 and cfg.eval["match"] == "em"
+    assert [t.data.sample for t in cfg.tests] == [10, 10]
     assert isinstance(cfg.model, ModelConfig)
     assert cfg.model.dtype == "float32" and cfg.model.device == "cpu"
     assert isinstance(cfg.world_facts, WorldFactsConfig)
@@ -450,27 +453,30 @@ def test_demo_config_from_yaml_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("override", "match"),
     [
-        ("n_questions=0", "n_questions must be positive"),
-        ("batch_size=-2", "batch_size must be positive"),
-        ("max_new_tokens=0", "max_new_tokens must be positive"),
-        ("n_examples=-2", "n_examples must be >= 0"),
-        ("match=fuzzy", "match must be one of"),
+        ("eval.batch_size=-2", "batch_size must be positive"),
+        ("eval.max_new_tokens=0", "max_new_tokens"),
+        ("eval.match=fuzzy", "match must be one of"),
         ("model.dtype=float8", "model.dtype"),
-        ("world_facts.task=mcqa", "world_facts.task must be oeqa"),
         ("world_facts.n_choices=20", "world_facts.n_choices"),
-        ("n_questions=ten", "n_questions"),
+        ("build.n_van=ten", "build.n_van"),
         ("model.colour=red", "model.colour"),
         ("model=small", "model"),
+        ("methods=[craft, crafty]", "unknown method 'crafty'"),
     ],
 )
 def test_demo_config_rejects_bad_values(override, match):
     with pytest.raises(ConfigError, match=match):
-        load_config(DemoConfig, None, [override])
+        load_demo_config(None, [override])
+
+
+def test_demo_n_questions_must_be_positive():
+    with pytest.raises(ConfigError, match="--n-questions must be positive"):
+        load_demo_config(None, [], n_questions=0)
 
 
 def test_validate_error_names_origin_file(tmp_path):
     path = write(tmp_path / "demo.yaml", "model:\n  dtype: float8\n")
     with pytest.raises(ConfigError) as info:
-        load_config(DemoConfig, path)
+        load_demo_config(str(path))
     assert "model.dtype" in str(info.value)
     assert str(path) in str(info.value)

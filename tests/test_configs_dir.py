@@ -6,19 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from rait.config import config_to_dict, load_config
-from rait.demo import DemoConfig
+from rait.config import config_to_dict
+from rait.demo import demo_config_dict, load_demo_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def test_demo_config_lists_every_field_at_its_default():
-    cfg = load_config(DemoConfig, CONFIGS / "demo.yaml")
-    assert config_to_dict(cfg) == config_to_dict(DemoConfig())
+def test_demo_yaml_is_the_built_in_demo():
+    from rait.config import load_yaml
+
+    assert load_yaml(CONFIGS / "demo.yaml") == demo_config_dict()
+    from_file = load_demo_config(str(CONFIGS / "demo.yaml"))
+    assert config_to_dict(from_file) == config_to_dict(load_demo_config())
 
 
 @pytest.mark.parametrize(
-    "name", ["run-world-facts.yaml", "mmlu-llama3-8b.yaml", "triviaqa-llama3-8b.yaml"]
+    "name", ["demo.yaml", "run-world-facts.yaml", "mmlu-llama3-8b.yaml", "triviaqa-llama3-8b.yaml"]
 )
 def test_pipeline_configs_load_and_check(name):
     from rait.methods import METHODS

@@ -1,4 +1,5 @@
-"""The demo's stages on a tiny local model: outputs, caching, resuming, bad settings."""
+"""`rait demo`: the pipeline on the built-in config, its printed summary, and the CLI, on a tiny
+local model (the full-size run is timed in the README)."""
 
 from __future__ import annotations
 
@@ -7,105 +8,126 @@ import json
 import pytest
 
 from rait.cli import main
-from rait.config import load_config
-from rait.demo import DemoConfig, run_demo
-from rait.errors import ConfigError
+from rait.config import build_config
+from rait.demo import (
+    DEMO_METHODS,
+    demo_config_dict,
+    format_changed_answers,
+    format_probe_report,
+    load_demo_config,
+    run_demo,
+)
+from rait.methods import METHODS
+from rait.pipeline import PipelineConfig
+from test_pipeline import _config
 
 
-def _config(tmp_path, tiny_model_dir, *extra):
-    return load_config(
-        DemoConfig,
-        overrides=[
-            f"run_dir={tmp_path / 'run'}",
-            f"model.name={tiny_model_dir}",
-            "n_questions=6",
-            "max_new_tokens=4",
-            "world_facts.n_cities=60",
-            "probe_questions=4",
-            "n_samples=2",
-            *extra,
-        ],
-    )
+def test_the_built_in_demo_runs_every_method_within_the_sizes_of_a_cpu():
+    cfg = load_demo_config()
+    assert cfg.methods == DEMO_METHODS
+    assert set(DEMO_METHODS) | {"craft-no-flow"} == set(METHODS)  # no-flow is CorCer-RAIT
+    assert cfg.baselines == ["init-basic", "init-refuse"]
+    assert cfg.model.name == "smollm2-135m-instruct" and cfg.world_facts is not None
+    assert cfg.data.sample == 200 and [t.data.sample for t in cfg.tests] == [100, 100]
+    assert cfg.build["n_van"] + cfg.build["n_idk"] == 50
 
 
-def _predictions(run, split="id_test", method="init-refuse"):
-    path = run / "eval" / split / method / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def _tiny_demo(tmp_path, model_dir, methods=("cor-rait", "van-tuning")):
+    return build_config(PipelineConfig, _config(tmp_path, model_dir, list(methods)))
 
 
-def test_demo_writes_probe_baselines_and_results_table(tmp_path, tiny_model_dir, capsys):
-    results = run_demo(_config(tmp_path, tiny_model_dir))
+def test_demo_runs_the_pipeline_and_prints_the_summary(tmp_path, tiny_model_dir, capsys):
+    cfg = _tiny_demo(tmp_path, tiny_model_dir)
+    results = run_demo(cfg)
     run = tmp_path / "run"
-    for split in ("id_test", "ood_test"):
-        for method in ("init-basic", "init-refuse"):
-            rows = _predictions(run, split, method)
-            assert len(rows) == 6
-            assert {"id", "response", "answer", "verdict", "confidence"} <= set(rows[0])
-            manifest = json.loads((run / "eval" / split / method / "stage.json").read_text())
-            assert manifest["status"] == "complete"
-    assert [(r["method"], r["test_set"]) for r in results["rows"]] == [
-        ("init-basic", "world-facts id_test"),
-        ("init-basic", "world-facts ood_test"),
-        ("init-refuse", "world-facts id_test"),
-        ("init-refuse", "world-facts ood_test"),
+    assert {r["method"] for r in results["rows"]} == {
+        "init-basic",
+        "init-refuse",
+        "cor-rait",
+        "van-tuning",
+    }
+    out = capsys.readouterr().out
+    assert "Knowledge probe of 16 training questions (MCQA" in out
+    assert "| cor-rait |" in out and "wf-ood (OOD) Pc↑" in out
+    assert "wf-id, wrong → refused (" in out and "wf-id, correct → refused (" in out
+    assert f"Run directory: {run}" in out
+    run_demo(cfg)
+    again = capsys.readouterr().out
+    assert "running" not in again and "[probe] up to date" in again
+
+
+def _write_predictions(path, verdicts):
+    path.mkdir(parents=True)
+    rows = [
+        {"id": key, "answer": f"answer {key}", "gold": [f"gold {key}"], "verdict": verdict}
+        for key, verdict in verdicts.items()
     ]
-    basic_id = results["rows"][0]
-    assert basic_id["ths"] in (0.0, None)  # Init-Basic is its own base line
-    assert (run / "results.md").read_text().startswith("**")
-    assert json.loads((run / "results.json").read_text()) == results
-    probed = (run / "probe" / "knowledge.jsonl").read_text().splitlines()
-    assert len(probed) == 4 and all(json.loads(r)["task"] == "oeqa" for r in probed)
-    out = capsys.readouterr().out
-    assert "Knowledge probe of 4 training questions" in out
-    assert "| init-refuse |" in out and "world-facts ood_test (OOD) Pc↑" in out
+    (path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def test_demo_rerun_is_skipped_and_changed_config_reruns(tmp_path, tiny_model_dir, capsys):
-    run_demo(_config(tmp_path, tiny_model_dir))
-    capsys.readouterr()
-    run_demo(_config(tmp_path, tiny_model_dir))
-    out = capsys.readouterr().out
-    assert "[data] up to date" in out and "[probe] up to date" in out
-    assert out.count("predictions up to date") == 4 and "running" not in out
-    run_demo(_config(tmp_path, tiny_model_dir, "n_questions=4"))
-    out = capsys.readouterr().out
-    assert "[data] up to date" in out and "[eval] running init-basic" in out
-    assert len(_predictions(tmp_path / "run")) == 4
+def test_changed_answers_count_wrong_and_correct_turned_refused(tmp_path):
+    cfg = build_config(PipelineConfig, _config(tmp_path, "m", ["cor-rait", "craft"]))
+    root = tmp_path / "run"
+    base = {"q1": "wrong", "q2": "correct", "q3": "wrong", "q4": "refused"}
+    _write_predictions(root / "eval" / "wf-id" / "init-refuse", base)
+    _write_predictions(
+        root / "eval" / "wf-id" / "cor-rait",
+        {"q1": "refused", "q2": "refused", "q3": "wrong", "q4": "refused"},
+    )
+    _write_predictions(
+        root / "eval" / "wf-id" / "craft",
+        {"q1": "refused", "q2": "correct", "q3": "refused", "q4": "correct"},
+    )
+    text = format_changed_answers(root, cfg, n_examples=6)
+    assert "wf-id, wrong → refused (3 answers over 2 methods)" in text
+    assert "wf-id, correct → refused (1 answers over 2 methods)" in text
+    assert "q2: base 'answer q2' → cor-rait 'answer q2'   gold: 'gold q2'" in text
+    assert format_changed_answers(root, cfg, n_examples=0) == ""
 
 
-def test_demo_resumes_an_interrupted_evaluation(tmp_path, tiny_model_dir, capsys):
-    cfg = _config(tmp_path, tiny_model_dir, "batch_size=2")
-    run_demo(cfg)
-    stage = tmp_path / "run" / "eval" / "id_test" / "init-refuse"
-    predictions = stage / "predictions.jsonl"
-    complete = predictions.read_bytes()
-    # simulate a kill after two rows and half of the third
-    lines = complete.splitlines(keepends=True)
-    predictions.write_bytes(b"".join(lines[:2]) + lines[2][:7])
-    manifest = json.loads((stage / "stage.json").read_text())
-    manifest["status"] = "running"
-    (stage / "stage.json").write_text(json.dumps(manifest))
-    capsys.readouterr()
-    run_demo(cfg)
-    out = capsys.readouterr().out
-    assert "[eval] resuming init-refuse" in out
-    assert sorted(predictions.read_bytes().splitlines()) == sorted(complete.splitlines())
+def test_probe_report_histogram_and_extremes(tmp_path):
+    rows = [
+        {"id": f"q{i}", "task": "oeqa", "mu": mu, "sigma": 0.5, "answers": ["a", "b"]}
+        for i, mu in enumerate([0.0, 0.05, 0.5, 1.0])
+    ]
+    path = tmp_path / "knowledge.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = format_probe_report(path)
+    assert "Knowledge probe of 4 training questions (OEQA, 2 samples each)" in text
+    assert "mean µ 0.39, known (µ ≥ 0.5) 50%" in text
+    assert "µ histogram (0-0.1 ... 0.9-1): 2 0 0 0 0 1 0 0 0 1" in text
+    assert "most known: q3" in text and "least known: q0" in text
+
+
+def test_cli_demo_overrides_reach_the_config(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(cfg, n_examples=6):
+        seen["cfg"] = cfg
+        return {}
+
+    monkeypatch.setattr("rait.demo.run_demo", fake_run)
+    argv = ["demo", "--run-dir", str(tmp_path / "r"), "--n-questions", "7"]
+    argv += ["--methods", "craft", "grait", "--set", "build.n_van=8"]
+    assert main(argv) == 0
+    cfg = seen["cfg"]
+    assert cfg.run_dir == str(tmp_path / "r") and cfg.methods == ["craft", "grait"]
+    assert [t.data.sample for t in cfg.tests] == [7, 7] and cfg.build["n_van"] == 8
 
 
 @pytest.mark.parametrize(
-    ("override", "match"),
+    ("argv", "message"),
     [
-        ("n_examples=-1", "n_examples must be >= 0"),
-        ("n_questions=0", "n_questions must be positive"),
-        ("match=fuzzy", "match must be one of"),
-        ("world_facts.task=mcqa", "world_facts.task must be oeqa"),
-        ("n_questions=many", "n_questions: expected an integer"),
-        ("no_such_key=1", "unknown key"),
+        (["--n-questions", "0"], "--n-questions must be positive"),
+        (["--methods", "craft", "crafty"], "unknown method 'crafty'"),
+        (["--set", "train.epochs=many"], "train.epochs: expected a number"),
     ],
 )
-def test_demo_bad_settings(tmp_path, tiny_model_dir, override, match):
-    with pytest.raises(ConfigError, match=match):
-        _config(tmp_path, tiny_model_dir, override)
+def test_cli_demo_bad_settings_are_one_error_line(tmp_path, capsys, argv, message):
+    assert main(["demo", "--run-dir", str(tmp_path / "run"), *argv]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_demo_bad_model_is_one_error_line(tmp_path, capsys, monkeypatch):
@@ -127,3 +149,8 @@ def test_cli_demo_bad_model_is_one_error_line(tmp_path, capsys, monkeypatch):
     assert code == 2
     assert err.startswith("rait: error: cannot load model 'no-such-org/no-model'")
     assert "Traceback" not in err
+
+
+def test_demo_config_dict_is_plain_data():
+    data = demo_config_dict()
+    assert json.loads(json.dumps(data)) == data

@@ -53,22 +53,28 @@ def test_gguf_is_converted_once_and_matches_the_gguf_weights(cache, monkeypatch)
 
 
 def test_offline_default_knows_some_world_facts_and_not_others(cache, tmp_path, capsys):
+    """`rait demo` end to end on the real model, cut to one method and small sizes."""
     from rait.cli import main
 
     argv = ["demo", "--run-dir", str(tmp_path / "run"), "--n-questions", "32"]
-    argv += ["--set", "probe_questions=12"]
+    argv += ["--methods", "cor-rait", "--set", "data.sample=24", "--set", "build.n_van=4"]
+    argv += ["--set", "build.n_idk=2", "--set", "train.epochs=1"]
     assert main(argv) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     rows = {(r["method"], r["test_set"]): r for r in results["rows"]}
-    basic = rows[("init-basic", "world-facts id_test")]
+    basic = rows[("init-basic", "wf-id")]
     assert basic["n"] == 32
     assert 0.0 < basic["pc"] < 1.0 and basic["ths"] == 0.0
-    refuse = rows[("init-refuse", "world-facts id_test")]
-    assert refuse["ths"] is not None
-    assert refuse["pc"] + refuse["pw"] + refuse["pr"] == pytest.approx(1.0)
+    for method in ("init-refuse", "cor-rait"):
+        row = rows[(method, "wf-id")]
+        assert row["ths"] is not None
+        assert row["pc"] + row["pw"] + row["pr"] == pytest.approx(1.0)
+    built = (tmp_path / "run" / "build" / "cor-rait.jsonl").read_text().splitlines()
+    assert 0 < len(built) <= 6  # fewer when fewer than 4 of the 24 are known
     capsys.readouterr()
     assert main(argv) == 0
-    assert capsys.readouterr().out.count("predictions up to date") == 4
+    out = capsys.readouterr().out
+    assert out.count("predictions up to date") == 6 and "running" not in out
 
 
 @pytest.mark.skipif(

@@ -368,17 +368,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rait.config import load_config
-    from rait.demo import DemoConfig, run_demo
+    from rait.demo import load_demo_config, run_demo
 
     overrides = list(args.set or [])
-    if args.run_dir:
-        overrides.append(f"run_dir={args.run_dir}")
-    if args.n_questions is not None:
-        overrides.append(f"n_questions={args.n_questions}")
-    if args.model:
-        overrides.append(f"model.name={args.model}")
-    run_demo(load_config(DemoConfig, args.config, overrides))
+    overrides += _flag_overrides({"run_dir": args.run_dir, "model.name": args.model})
+    if args.methods:
+        overrides.append("methods=" + _yaml_list(args.methods))
+    run_demo(load_demo_config(args.config, overrides, args.n_questions))
     return 0
 
 
@@ -637,11 +633,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser("demo", help="the main job on the offline default (see README)")
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: every method on world facts with the offline default (see README)",
+    )
     demo.add_argument("--run-dir", dest="run_dir")
-    demo.add_argument("--n-questions", dest="n_questions", type=int)
+    demo.add_argument(
+        "--n-questions", dest="n_questions", type=int, help="questions drawn from each test set"
+    )
     demo.add_argument("--model", help="model name, hub id or folder (default: offline SmolLM2)")
-    demo.add_argument("--config", help="YAML file with DemoConfig fields")
+    demo.add_argument("--methods", nargs="+", metavar="METHOD", help="only these methods")
+    demo.add_argument(
+        "--config", help="a pipeline YAML instead of the built-in one (configs/demo.yaml)"
+    )
     demo.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -3,7 +3,7 @@
 Every stage has a dataclass config. :func:`build_config` fills one from plain data (a YAML
 section), strictly: an unknown key, a wrong type or a bad value ends in one
 :class:`~rait.errors.ConfigError` that names the file and the full key (``model.dtype``).
-Overrides (``--set demo.n_questions=20``) are parsed as YAML scalars and applied before
+Overrides (``--set build.n_van=20``) are parsed as YAML scalars and applied before
 validation, so they obey the same rules.
 """
 
