@@ -57,8 +57,8 @@ def test_offline_default_knows_some_world_facts_and_not_others(cache, tmp_path, 
     from rait.cli import main
 
     argv = ["demo", "--run-dir", str(tmp_path / "run"), "--n-questions", "32"]
-    argv += ["--methods", "cor-rait", "--set", "data.sample=24", "--set", "build.n_van=4"]
-    argv += ["--set", "build.n_idk=2", "--set", "train.epochs=1"]
+    argv += ["--methods", "cor-rait", "--set", "data.sample=16", "--set", "probe.n_samples=4"]
+    argv += ["--set", "build.n_van=4", "--set", "build.n_idk=2", "--set", "train.epochs=1"]
     assert main(argv) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     rows = {(r["method"], r["test_set"]): r for r in results["rows"]}
@@ -70,7 +70,7 @@ def test_offline_default_knows_some_world_facts_and_not_others(cache, tmp_path, 
         assert row["ths"] is not None
         assert row["pc"] + row["pw"] + row["pr"] == pytest.approx(1.0)
     built = (tmp_path / "run" / "build" / "cor-rait.jsonl").read_text().splitlines()
-    assert 0 < len(built) <= 6  # fewer when fewer than 4 of the 24 are known
+    assert 0 < len(built) <= 6  # fewer when fewer than 4 of the 16 are known
     capsys.readouterr()
     assert main(argv) == 0
     out = capsys.readouterr().out
