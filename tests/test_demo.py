@@ -12,7 +12,6 @@ from rait.config import build_config
 from rait.demo import (
     DEMO_METHODS,
     demo_config_dict,
-    format_changed_answers,
     format_probe_report,
     load_demo_config,
     run_demo,
@@ -51,38 +50,11 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(tmp_path, tiny_model_dir,
     assert "| cor-rait |" in out and "wf-ood (OOD) Pc↑" in out
     assert "wf-id, wrong → refused (" in out and "wf-id, correct → refused (" in out
     assert f"Run directory: {run}" in out
+    assert f"Report: {run / 'report' / 'report.html'}" in out
+    assert (run / "report" / "report.md").is_file()
     run_demo(cfg)
     again = capsys.readouterr().out
     assert "running" not in again and "[probe] up to date" in again
-
-
-def _write_predictions(path, verdicts):
-    path.mkdir(parents=True)
-    rows = [
-        {"id": key, "answer": f"answer {key}", "gold": [f"gold {key}"], "verdict": verdict}
-        for key, verdict in verdicts.items()
-    ]
-    (path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def test_changed_answers_count_wrong_and_correct_turned_refused(tmp_path):
-    cfg = build_config(PipelineConfig, _config(tmp_path, "m", ["cor-rait", "craft"]))
-    root = tmp_path / "run"
-    base = {"q1": "wrong", "q2": "correct", "q3": "wrong", "q4": "refused"}
-    _write_predictions(root / "eval" / "wf-id" / "init-refuse", base)
-    _write_predictions(
-        root / "eval" / "wf-id" / "cor-rait",
-        {"q1": "refused", "q2": "refused", "q3": "wrong", "q4": "refused"},
-    )
-    _write_predictions(
-        root / "eval" / "wf-id" / "craft",
-        {"q1": "refused", "q2": "correct", "q3": "refused", "q4": "correct"},
-    )
-    text = format_changed_answers(root, cfg, n_examples=6)
-    assert "wf-id, wrong → refused (3 answers over 2 methods)" in text
-    assert "wf-id, correct → refused (1 answers over 2 methods)" in text
-    assert "q2: base 'answer q2' → cor-rait 'answer q2'   gold: 'gold q2'" in text
-    assert format_changed_answers(root, cfg, n_examples=0) == ""
 
 
 def test_probe_report_histogram_and_extremes(tmp_path):

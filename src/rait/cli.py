@@ -367,6 +367,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from rait.report import ReportConfig, run_report
+
+    paths = run_report(ReportConfig(run_dir=args.run_dir, out=args.out, n_examples=args.examples))
+    print(f"report: {paths['html']}")
+    print(f"markdown: {paths['markdown']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rait.demo import load_demo_config, run_demo
 
@@ -632,6 +641,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser(
+        "report",
+        help="a run's results as a self-contained HTML page and Markdown, with figures",
+    )
+    report.add_argument("run_dir", help="a run directory (rait run / rait demo)")
+    report.add_argument("--out", help="the report folder (default RUN_DIR/report)")
+    report.add_argument(
+        "--examples", type=int, default=6, help="changed answers shown per kind (default 6)"
+    )
+    report.set_defaults(func=cmd_report)
 
     demo = sub.add_parser(
         "demo",

@@ -16,13 +16,11 @@ Every stage is cached in the run directory: a rerun is instant, a killed run res
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
 from rait.config import apply_overrides, build_config, load_yaml
 from rait.errors import ConfigError
-from rait.evaluate import PREDICTIONS_FILE
 from rait.pipeline import PipelineConfig, run_pipeline
 from rait.probe import KNOWLEDGE_FILE
 
@@ -100,54 +98,28 @@ def load_demo_config(
 
 
 def run_demo(cfg: PipelineConfig, n_examples: int = 6) -> dict:
-    """Run the demo's pipeline, then print the knowledge map, the table and examples."""
+    """Run the demo's pipeline and its report, then print the knowledge map, answers that
+    turned into refusals and where the report is."""
+    from rait.report import (
+        ReportConfig,
+        changed_answers,
+        format_changed_answers,
+        load_run,
+        run_report,
+    )
+
     summary = run_pipeline(cfg)
     root = Path(cfg.run_dir)
+    report = run_report(ReportConfig(run_dir=str(root), n_examples=n_examples))
     print()
     print(format_probe_report(root / "probe" / KNOWLEDGE_FILE))
-    examples = format_changed_answers(root, cfg, n_examples)
+    examples = format_changed_answers(changed_answers(load_run(root)["metrics"], n_examples // 2))
     if examples:
         print("\n" + examples)
     print(f"\nRun directory: {root} (results.md, results.json)")
+    print(f"Report: {report['html']} (and {Path(report['markdown']).name})")
+    summary["report"] = report
     return summary
-
-
-def _predictions(path: Path) -> dict[str, dict]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return {r["id"]: r for r in rows}
-
-
-def format_changed_answers(root: Path, cfg: PipelineConfig, n_examples: int, seed: int = 0) -> str:
-    """Answers of the first in-domain test set that changed from the base model (Init-Refuse)
-    to the trained models: wrong → refused (a refusal learned where it helps) and correct →
-    refused (over-refusal)."""
-    if n_examples <= 0 or not cfg.methods:
-        return ""
-    test = next((t for t in cfg.tests if t.role == "id"), cfg.tests[0])
-    base_path = root / "eval" / test.name / "init-refuse" / PREDICTIONS_FILE
-    if not base_path.is_file():
-        base_path = root / "eval" / test.name / "init-basic" / PREDICTIONS_FILE
-    base = _predictions(base_path)
-    changes: dict[str, list[tuple[str, dict, dict]]] = {"wrong": [], "correct": []}
-    for method in cfg.methods:
-        path = root / "eval" / test.name / method / PREDICTIONS_FILE
-        for key, row in _predictions(path).items():
-            before = base.get(key)
-            if before and row["verdict"] == "refused" and before["verdict"] in changes:
-                changes[before["verdict"]].append((method, before, row))
-    rng = random.Random(seed)
-    lines = []
-    for verdict, label in (("wrong", "wrong → refused"), ("correct", "correct → refused")):
-        pool = changes[verdict]
-        lines.append(f"{test.name}, {label} ({len(pool)} answers over {len(cfg.methods)} methods)")
-        for method, before, after in rng.sample(pool, min(n_examples // 2, len(pool))):
-            answer = before["answer"]
-            answer = answer if len(answer) <= 50 else answer[:49] + "…"
-            lines.append(
-                f"  {before['id']}: base {answer!r} → {method} {after['answer']!r}"
-                f"   gold: {before['gold'][0]!r}"
-            )
-    return "\n".join(lines)
 
 
 def format_probe_report(path: Path) -> str:

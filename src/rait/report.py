@@ -1,0 +1,481 @@
+"""``rait report RUN_DIR``: a run's results as one self-contained HTML page and as Markdown.
+
+What it shows (everything read from the run directory that ``rait run`` / ``rait demo`` wrote):
+
+* **the results table**: Pc, Pw, THS per test set (×100), and Pr, AP, ECE;
+* **the Pc–Pw plane** per test set: the base model (Init-Basic) and every row, with the THS
+  iso-lines. THS = (Pc·Pw0 − Pw·Pc0) / Pw0 is constant on the lines Pc = THS + Pw·Pc0/Pw0,
+  parallel to the line from the origin through the base model (THS = 0); up and to the left
+  is better;
+* **the knowledge map** of the training questions: µ against Δµ (CRaFT's knowledge flow, when
+  the run rehearsed) or against σ, one panel per method, each question coloured by what the
+  method did with it: kept with its answer, turned into a refusal, or left out;
+* **reliability diagrams** per test set: accuracy against confidence in each confidence bin,
+  one line per row (the diagonal is perfect calibration; ECE in the table);
+* **answers that turned into refusals**: on the first in-domain test set, questions the base
+  model (Init-Refuse) got wrong and a trained model now refuses (the refusal helps), and those
+  it got right and a trained model now refuses (over-refusal).
+
+The HTML embeds its figures (PNG, base64) and needs no network; the Markdown links the same PNG
+files, written next to it in ``RUN/report/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rait.errors import ConfigError, DataError, Location
+from rait.fileio import atomic_open, read_jsonl_rows
+
+KIND_COLOURS = {"van": "#2b8a3e", "idk": "#e8590c", "dropped": "#ced4da"}
+KIND_LABELS = {"van": "kept (answer)", "idk": "refusal", "dropped": "left out"}
+
+
+@dataclass
+class ReportConfig:
+    """``run_dir``: a run directory with ``results.json``; ``out``: the report folder
+    (default ``RUN/report``); ``n_examples``: changed answers shown per kind."""
+
+    run_dir: str = "runs/demo"
+    out: str | None = None
+    n_examples: int = 6
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.n_examples < 0:
+            raise ConfigError(f"report: n_examples must be >= 0, got {self.n_examples}")
+
+
+# --------------------------------------------------------------------------- reading the run
+def load_run(run_dir: Path) -> dict[str, Any]:
+    """results.json and every row's metrics, validated; a clear error when it is not a run."""
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise ConfigError(
+            f"{run_dir} has no results.json: give the folder `rait run` or `rait demo` wrote"
+        )
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"not valid JSON ({exc.msg})", Location(str(results_path), exc.lineno)
+        ) from None
+    rows = results.get("rows") if isinstance(results, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise DataError("no rows", Location(str(results_path), field="rows"))
+    metrics = []
+    for i, row in enumerate(rows):
+        source = row.get("source") if isinstance(row, dict) else None
+        if not source:
+            raise DataError("missing", Location(str(results_path), field=f"rows[{i}].source"))
+        path = Path(source)
+        if not path.is_file():  # a run directory that moved: its own eval folder
+            path = run_dir / "eval" / str(row.get("test_set")) / str(row.get("method"))
+            path = path / "metrics.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(
+                f"cannot read the metrics file {source}: {exc}",
+                Location(str(results_path), field=f"rows[{i}].source"),
+            ) from None
+        data["_dir"] = path.parent
+        metrics.append(data)
+    return {"results": results, "metrics": metrics}
+
+
+def _predictions(folder: Path) -> dict[str, dict]:
+    path = folder / "predictions.jsonl"
+    if not path.is_file():
+        return {}
+    return {str(r["id"]): r for r in read_jsonl_rows(path, ("id", "verdict"))}
+
+
+def columns_of(metrics: list[dict]) -> list[tuple[str, str]]:
+    """(test set, role) in table order: in-domain first."""
+    seen: list[tuple[str, str]] = []
+    for role in ("id", "ood"):
+        for m in metrics:
+            key = (m["test_set"], m["role"])
+            if m["role"] == role and key not in seen:
+                seen.append(key)
+    return seen
+
+
+def methods_of(metrics: list[dict]) -> list[str]:
+    out: list[str] = []
+    for m in metrics:
+        if m["method"] not in out:
+            out.append(m["method"])
+    return out
+
+
+# --------------------------------------------------------------------------- figures
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pc_pw_plane(metrics: list[dict], path: Path) -> Path:
+    """One panel per test set: every row's (Pw, Pc), the base model and the THS iso-lines."""
+    plt = _figure()
+    tests = columns_of(metrics)
+    fig, axes = plt.subplots(1, len(tests), figsize=(5.2 * len(tests), 4.8), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    methods = methods_of(metrics)
+    for ax, (test, role) in zip(axes[0], tests, strict=True):
+        rows = [m for m in metrics if m["test_set"] == test]
+        base = (rows[0].get("baseline") or {}) if rows else {}
+        pc0, pw0 = base.get("pc0"), base.get("pw0")
+        ax.plot([0, 1], [1, 0], color="#868e96", lw=0.8, ls=":")  # Pc + Pw = 1 (no refusal)
+        if pc0 is not None and pw0:
+            for level in (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
+                xs = [0.0, 1.0]
+                ys = [level + x * pc0 / pw0 for x in xs]
+                ax.plot(xs, ys, color="#adb5bd" if level else "#495057", lw=0.6 if level else 1.0)
+                x_label = 0.97
+                y_label = level + x_label * pc0 / pw0
+                if 0.02 < y_label < 0.98:
+                    ax.text(x_label, y_label, f"{100 * level:+.0f}", fontsize=7, color="#868e96")
+        for m in rows:
+            colour = cmap(methods.index(m["method"]) % 20)
+            star = m["method"] == "init-basic"
+            ax.scatter(
+                m["pw"],
+                m["pc"],
+                s=110 if star else 36,
+                marker="*" if star else "o",
+                color=colour,
+                edgecolor="#212529",
+                linewidth=0.4,
+                zorder=3,
+                label=m["method"],
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("Pw (wrong answers)")
+        ax.set_ylabel("Pc (correct answers)")
+        ax.set_title(f"{test} ({role.upper()}): THS iso-lines ×100")
+        ax.grid(alpha=0.2)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_reliability(metrics: list[dict], path: Path) -> Path:
+    """Reliability diagrams: accuracy against mean confidence per bin, one line per row."""
+    plt = _figure()
+    tests = columns_of(metrics)
+    fig, axes = plt.subplots(1, len(tests), figsize=(5.2 * len(tests), 4.6), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    methods = methods_of(metrics)
+    for ax, (test, role) in zip(axes[0], tests, strict=True):
+        ax.plot([0, 1], [0, 1], color="#495057", lw=0.8, ls="--")
+        for m in metrics:
+            if m["test_set"] != test:
+                continue
+            bins = [b for b in m.get("reliability") or [] if b.get("count")]
+            if not bins:
+                continue
+            ax.plot(
+                [b["mean_confidence"] for b in bins],
+                [b["accuracy"] for b in bins],
+                marker="o",
+                ms=3,
+                lw=1,
+                color=cmap(methods.index(m["method"]) % 20),
+                label=m["method"],
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy of the answers")
+        ax.set_title(f"{test} ({role.upper()})")
+        ax.grid(alpha=0.2)
+    axes[0][-1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def knowledge_map(run_dir: Path, methods: list[str]) -> dict[str, Any] | None:
+    """The probed questions' µ and Δµ (or σ), and per method what it did with each."""
+    knowledge_path = run_dir / "probe" / "knowledge.jsonl"
+    if not knowledge_path.is_file():
+        return None
+    knowledge = {str(r["id"]): r for r in read_jsonl_rows(knowledge_path, ("id", "mu", "sigma"))}
+    after_path = run_dir / "rehearse" / "knowledge_after.jsonl"
+    after = (
+        {str(r["id"]): r["mu"] for r in read_jsonl_rows(after_path, ("id", "mu"))}
+        if after_path.is_file()
+        else None
+    )
+    kinds: dict[str, dict[str, str]] = {}
+    for method in methods:
+        built = run_dir / "build" / f"{method}.jsonl"
+        if built.is_file():
+            kinds[method] = {
+                str(r["id"]): r["kind"] for r in read_jsonl_rows(built, ("id", "kind"))
+            }
+    return {"knowledge": knowledge, "after": after, "kinds": kinds}
+
+
+def plot_knowledge_map(data: dict[str, Any], path: Path) -> Path | None:
+    """One panel per method: µ against Δµ (or σ), each question coloured by its fate."""
+    if not data["kinds"]:
+        return None
+    plt = _figure()
+    knowledge, after = data["knowledge"], data["after"]
+    ids = sorted(knowledge)
+    xs = [knowledge[i]["mu"] for i in ids]
+    if after is not None:
+        ys = [after.get(i, knowledge[i]["mu"]) - knowledge[i]["mu"] for i in ids]
+        y_label = "Δµ (after rehearsal − before)"
+    else:
+        ys = [knowledge[i]["sigma"] for i in ids]
+        y_label = "σ (certainty)"
+    methods = list(data["kinds"])
+    cols = min(4, len(methods))
+    rows = -(-len(methods) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
+    rng = random.Random(0)
+    jitter = [(rng.uniform(-0.012, 0.012), rng.uniform(-0.012, 0.012)) for _ in ids]
+    for ax, method in zip(axes.flat, methods, strict=False):
+        kind_of = data["kinds"][method]
+        for kind in ("dropped", "van", "idk"):
+            pts = [
+                (x + jx, y + jy)
+                for i, x, y, (jx, jy) in zip(ids, xs, ys, jitter, strict=True)
+                if kind_of.get(i, "dropped") == kind
+            ]
+            if pts:
+                ax.scatter(
+                    *zip(*pts, strict=True), s=8, color=KIND_COLOURS[kind], label=KIND_LABELS[kind]
+                )
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("µ (correctness)", fontsize=8)
+        ax.set_ylabel(y_label, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(methods) :]:
+        ax.axis("off")
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], marker="o", ls="", color=KIND_COLOURS[k], label=KIND_LABELS[k])
+        for k in ("van", "idk", "dropped")
+    ]
+    fig.legend(handles=handles, loc="lower right", fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- examples
+def changed_answers(metrics: list[dict], n_examples: int, seed: int = 0) -> dict[str, Any] | None:
+    """Answers of the first in-domain test set that turned into refusals after training:
+    ``wrong`` (the base model, Init-Refuse, was wrong) and ``correct`` (it was right)."""
+    tests = columns_of(metrics)
+    if not tests:
+        return None
+    test = tests[0][0]
+    rows = {m["method"]: m for m in metrics if m["test_set"] == test}
+    base_row = rows.get("init-refuse") or rows.get("init-basic")
+    trained = [m for name, m in rows.items() if name not in ("init-basic", "init-refuse")]
+    if base_row is None or not trained:
+        return None
+    base = _predictions(base_row["_dir"])
+    changes: dict[str, list[dict]] = {"wrong": [], "correct": []}
+    for m in trained:
+        for key, row in _predictions(m["_dir"]).items():
+            before = base.get(key)
+            if before and row["verdict"] == "refused" and before["verdict"] in changes:
+                changes[before["verdict"]].append(
+                    {
+                        "id": key,
+                        "method": m["method"],
+                        "before": before.get("answer", ""),
+                        "after": row.get("answer", ""),
+                        "gold": (before.get("gold") or [""])[0],
+                    }
+                )
+    rng = random.Random(seed)
+    shown = {k: rng.sample(v, min(n_examples, len(v))) for k, v in changes.items()}
+    return {
+        "test_set": test,
+        "base": base_row["method"],
+        "methods": [m["method"] for m in trained],
+        "counts": {k: len(v) for k, v in changes.items()},
+        "examples": shown,
+    }
+
+
+def format_changed_answers(changed: dict[str, Any] | None) -> str:
+    """The changed answers as plain text (``rait demo`` prints it)."""
+    if not changed:
+        return ""
+    lines = []
+    for verdict, label in (("wrong", "wrong → refused"), ("correct", "correct → refused")):
+        lines.append(
+            f"{changed['test_set']}, {label} ({changed['counts'][verdict]} answers over "
+            f"{len(changed['methods'])} methods)"
+        )
+        for ex in changed["examples"][verdict]:
+            before = ex["before"] if len(ex["before"]) <= 50 else ex["before"][:49] + "…"
+            lines.append(
+                f"  {ex['id']}: base {before!r} → {ex['method']} {ex['after']!r}"
+                f"   gold: {ex['gold']!r}"
+            )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the page
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def table_rows(metrics: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The results table: one row per method, Pc / Pw / Pr / THS / AP / ECE per test set."""
+    tests = columns_of(metrics)
+    header = ["method"]
+    for test, role in tests:
+        header += [f"{test} ({role.upper()}) Pc↑", "Pw↓", "Pr", "THS↑", "AP↑", "ECE↓"]
+    by_key = {(m["method"], m["test_set"]): m for m in metrics}
+    body = []
+    for method in methods_of(metrics):
+        row = [method]
+        for test, _role in tests:
+            m = by_key.get((method, test))
+            keys = ("pc", "pw", "pr", "ths", "ap", "ece")
+            row += [_pct(m.get(k)) if m else "–" for k in keys]
+        body.append(row)
+    return header, body
+
+
+def _markdown_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;
+margin:2em auto;padding:0 1em;color:#212529}h1{font-size:1.6em}h2{margin-top:1.6em;
+border-bottom:1px solid #dee2e6}table{border-collapse:collapse;font-size:.85em}th,td{padding:
+.25em .6em;border-bottom:1px solid #e9ecef;text-align:right}th:first-child,td:first-child{
+text-align:left}img{max-width:100%}code{background:#f1f3f5;padding:0 .2em}.note{color:#495057;
+font-size:.9em}li{margin:.2em 0}"""
+
+
+def run_report(cfg: ReportConfig) -> dict[str, str]:
+    """Write ``report.html`` and ``report.md`` (with the figures) for a run; returns paths."""
+    cfg.validate()
+    run_dir = Path(cfg.run_dir)
+    loaded = load_run(run_dir)
+    metrics, results = loaded["metrics"], loaded["results"]
+    out = Path(cfg.out) if cfg.out else run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    figures: list[tuple[str, str, Path]] = [
+        (
+            "The Pc–Pw plane",
+            "Each row's share of correct (Pc) and wrong (Pw) answers; the rest "
+            "is refused. The star is the base model (Init-Basic); the lines are THS ×100 "
+            "iso-lines, the dark one THS = 0.",
+            plot_pc_pw_plane(metrics, out / "pc_pw_plane.png"),
+        ),
+    ]
+    kmap = knowledge_map(run_dir, methods_of(metrics))
+    if kmap is not None:
+        path = plot_knowledge_map(kmap, out / "knowledge_map.png")
+        if path is not None:
+            axis = "Δµ (the knowledge flow of CRaFT's rehearsal)" if kmap["after"] else "σ"
+            figures.append(
+                (
+                    "The knowledge map of the training set",
+                    f"Each probed training question "
+                    f"at its µ and {axis}, coloured by what each method did with it.",
+                    path,
+                )
+            )
+    figures.append(
+        (
+            "Reliability",
+            "Accuracy of the answered questions in each confidence bin; the "
+            "dashed diagonal is perfect calibration.",
+            plot_reliability(metrics, out / "reliability.png"),
+        )
+    )
+    changed = changed_answers(metrics, cfg.n_examples, cfg.seed)
+    header, body = table_rows(metrics)
+    title = results.get("title") or f"rait report: {run_dir}"
+    md = [f"# {title}", "", f"Run directory: `{run_dir}`", "", _markdown_table(header, body), ""]
+    page = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='note'>Run directory: <code>{html.escape(str(run_dir))}</code>. "
+        "Pc, Pw, Pr, THS, AP and ECE ×100; THS against Init-Basic on the same test set.</p>",
+        "<h2>Results</h2>",
+        _html_table(header, body),
+    ]
+    for heading, caption, path in figures:
+        md += [f"## {heading}", "", caption, "", f"![{heading}]({path.name})", ""]
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        page += [
+            f"<h2>{html.escape(heading)}</h2>",
+            f"<p class='note'>{html.escape(caption)}</p>",
+            f"<img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>",
+        ]
+    if changed:
+        md += ["## Answers that turned into refusals", ""]
+        page.append("<h2>Answers that turned into refusals</h2>")
+        for verdict, label in (
+            ("wrong", "wrong → refused (the refusal helps)"),
+            ("correct", "correct → refused (over-refusal)"),
+        ):
+            count = changed["counts"][verdict]
+            intro = (
+                f"{changed['test_set']}: {label}, {count} answers over "
+                f"{len(changed['methods'])} methods (base: {changed['base']})"
+            )
+            md += [f"**{intro}**", ""]
+            page.append(f"<p><b>{html.escape(intro)}</b></p><ul>")
+            for ex in changed["examples"][verdict]:
+                line = (
+                    f"{ex['id']}: base {ex['before']!r} → {ex['method']} {ex['after']!r} "
+                    f"(gold {ex['gold']!r})"
+                )
+                md.append(f"- {line}")
+                page.append(f"<li>{html.escape(line)}</li>")
+            md.append("")
+            page.append("</ul>")
+    html_path, md_path = out / "report.html", out / "report.md"
+    document = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
+        f"{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(page)
+        + "</body></html>\n"
+    )
+    with atomic_open(html_path) as handle:
+        handle.write(document)
+    with atomic_open(md_path) as handle:
+        handle.write("\n".join(md) + "\n")
+    return {"html": str(html_path), "markdown": str(md_path)}
