@@ -48,7 +48,7 @@ def test_demo_runs_the_pipeline_and_prints_the_summary(tmp_path, tiny_model_dir,
     out = capsys.readouterr().out
     assert "Knowledge probe of 16 training questions (MCQA" in out
     assert "| cor-rait |" in out and "wf-ood (OOD) Pc↑" in out
-    assert "wf-id, wrong → refused (" in out and "wf-id, correct → refused (" in out
+    assert "wf-id, wrong → refused: " in out and "wf-id, correct → refused: " in out
     assert f"Run directory: {run}" in out
     assert f"Report: {run / 'report' / 'report.html'}" in out
     assert (run / "report" / "report.md").is_file()

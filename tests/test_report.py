@@ -98,17 +98,21 @@ def test_changed_answers_count_wrong_and_correct_turned_refused(tmp_path):
     changed = changed_answers(metrics, n_examples=5)
     assert changed["base"] == "init-refuse" and changed["methods"] == ["cor-rait", "craft"]
     assert changed["counts"] == {"wrong": 3, "correct": 1}
+    assert changed["questions"] == {"wrong": 2, "correct": 1}
     (example,) = changed["examples"]["correct"]
     assert example == {
         "id": "q2",
         "method": "cor-rait",
+        "methods": ["cor-rait"],
         "before": "init-refuse says q2",
         "after": "cor-rait says q2",
         "gold": "gold q2",
     }
+    q1 = next(e for e in changed["examples"]["wrong"] if e["id"] == "q1")
+    assert q1["methods"] == ["cor-rait", "craft"]  # one example per question
     text = format_changed_answers(changed)
-    assert "t, wrong → refused (3 answers over 2 methods)" in text
-    assert "q2: base 'init-refuse says q2' → cor-rait 'cor-rait says q2'" in text
+    assert "t, wrong → refused: 3 answers of 2 methods, 2 questions" in text
+    assert "q2: base 'init-refuse says q2' → 'cor-rait says q2' (cor-rait); gold 'gold q2'" in text
     assert changed_answers(metrics[:2], 5) is None  # no trained model
     assert format_changed_answers(None) == ""
 

@@ -313,14 +313,28 @@ def changed_answers(metrics: list[dict], n_examples: int, seed: int = 0) -> dict
                     }
                 )
     rng = random.Random(seed)
-    shown = {k: rng.sample(v, min(n_examples, len(v))) for k, v in changes.items()}
+    shown: dict[str, list[dict]] = {}
+    for verdict, found in changes.items():
+        by_question: dict[str, dict] = {}
+        for change in found:  # one example per question, with every method that refuses it
+            entry = by_question.setdefault(change["id"], {**change, "methods": []})
+            entry["methods"].append(change["method"])
+        picked = rng.sample(sorted(by_question), min(n_examples, len(by_question)))
+        shown[verdict] = [by_question[key] for key in picked]
     return {
         "test_set": test,
         "base": base_row["method"],
         "methods": [m["method"] for m in trained],
         "counts": {k: len(v) for k, v in changes.items()},
+        "questions": {k: len({c["id"] for c in v}) for k, v in changes.items()},
         "examples": shown,
     }
+
+
+def _example_line(ex: dict) -> str:
+    before = ex["before"] if len(ex["before"]) <= 50 else ex["before"][:49] + "…"
+    methods = ", ".join(ex["methods"])
+    return f"{ex['id']}: base {before!r} → {ex['after']!r} ({methods}); gold {ex['gold']!r}"
 
 
 def format_changed_answers(changed: dict[str, Any] | None) -> str:
@@ -330,15 +344,11 @@ def format_changed_answers(changed: dict[str, Any] | None) -> str:
     lines = []
     for verdict, label in (("wrong", "wrong → refused"), ("correct", "correct → refused")):
         lines.append(
-            f"{changed['test_set']}, {label} ({changed['counts'][verdict]} answers over "
-            f"{len(changed['methods'])} methods)"
+            f"{changed['test_set']}, {label}: {changed['counts'][verdict]} answers of "
+            f"{len(changed['methods'])} methods, {changed['questions'][verdict]} questions"
         )
         for ex in changed["examples"][verdict]:
-            before = ex["before"] if len(ex["before"]) <= 50 else ex["before"][:49] + "…"
-            lines.append(
-                f"  {ex['id']}: base {before!r} → {ex['method']} {ex['after']!r}"
-                f"   gold: {ex['gold']!r}"
-            )
+            lines.append("  " + _example_line(ex))
     return "\n".join(lines)
 
 
@@ -453,16 +463,14 @@ def run_report(cfg: ReportConfig) -> dict[str, str]:
         ):
             count = changed["counts"][verdict]
             intro = (
-                f"{changed['test_set']}: {label}, {count} answers over "
-                f"{len(changed['methods'])} methods (base: {changed['base']})"
+                f"{changed['test_set']}: {label}, {count} answers of "
+                f"{len(changed['methods'])} methods, {changed['questions'][verdict]} questions "
+                f"(base: {changed['base']})"
             )
             md += [f"**{intro}**", ""]
             page.append(f"<p><b>{html.escape(intro)}</b></p><ul>")
             for ex in changed["examples"][verdict]:
-                line = (
-                    f"{ex['id']}: base {ex['before']!r} → {ex['method']} {ex['after']!r} "
-                    f"(gold {ex['gold']!r})"
-                )
+                line = _example_line(ex)
                 md.append(f"- {line}")
                 page.append(f"<li>{html.escape(line)}</li>")
             md.append("")
