@@ -157,6 +157,13 @@ class PipelineConfig:
     def needs_influence(self) -> bool:
         return any(s.influence for s in self.specs())
 
+    def _stage(self, cls: type, section: str, **fills: Any) -> Any:
+        """Stage ``section``'s dataclass config: the config's section plus the pipeline's
+        fills, checked (errors name ``section.key``)."""
+        return build_config(
+            cls, {**getattr(self, section), **fills}, origin="config", prefix=section
+        )
+
     def stage_configs(self, root: Path, check_only: bool = False) -> dict[str, Any]:
         """Every stage's dataclass config with the pipeline's fills (paths under ``root``)."""
         from rait.build import BuildConfig
@@ -165,69 +172,43 @@ class PipelineConfig:
         from rait.rehearse import RehearseConfig
         from rait.train import TrainConfig
 
-        origin = "config"
-        data_dir = root / "data"
-        data = self.resolve(self.data, data_dir)
-        shots = self.resolve(self.shots, data_dir) if self.shots else None
+        data = config_to_dict(self.resolve(self.data, root / "data"))
+        shots = self.resolve(self.shots, root / "data") if self.shots else None
+        model = config_to_dict(self.model)
         probe_dir = root / "probe"
-        out: dict[str, Any] = {}
-        out["probe"] = build_config(
-            ProbeConfig,
-            {
-                **self.probe,
-                "model": config_to_dict(self.model),
-                "data": config_to_dict(data),
-                "shots": config_to_dict(shots) if shots else None,
-                "rtuning_u": bool(self.probe.get("rtuning_u"))
-                or any(s.name == "rtuning-u" for s in self.specs()),
-            },
-            origin=origin,
-            prefix="probe",
-        )
-        if self.needs_rehearsal():
-            out["rehearse"] = build_config(
-                RehearseConfig,
-                {**self.rehearse, "probe": str(probe_dir)},
-                origin=origin,
-                prefix="rehearse",
+        rtuning_u = any(s.name == "rtuning-u" for s in self.specs())
+        out: dict[str, Any] = {
+            "probe": self._stage(
+                ProbeConfig,
+                "probe",
+                model=model,
+                data=data,
+                shots=config_to_dict(shots) if shots else None,
+                rtuning_u=bool(self.probe.get("rtuning_u")) or rtuning_u,
             )
+        }
+        if self.needs_rehearsal():
+            out["rehearse"] = self._stage(RehearseConfig, "rehearse", probe=str(probe_dir))
         if self.needs_influence():
             # the run's own warm-up folder does not exist until the stage trains it
-            out["influence"] = build_config(
-                InfluenceConfig,
-                {**self.influence, "probe": str(probe_dir)},
-                origin=origin,
-                prefix="influence",
-            )
-        out["build"] = {}
-        for spec in self.specs():
-            out["build"][spec.name] = build_config(
+            out["influence"] = self._stage(InfluenceConfig, "influence", probe=str(probe_dir))
+        after = str(root / "rehearse" / "knowledge_after.jsonl")
+        influence = str(root / "influence" / "scores" / "influence.jsonl")
+        out["build"] = {
+            spec.name: self._stage(
                 BuildConfig,
-                {
-                    **self.build,
-                    "method": spec.name,
-                    "data": config_to_dict(data),
-                    "knowledge": str(probe_dir / "knowledge.jsonl"),
-                    "knowledge_after": str(root / "rehearse" / "knowledge_after.jsonl")
-                    if spec.rehearsal
-                    else None,
-                    "influence": str(root / "influence" / "scores" / "influence.jsonl")
-                    if spec.influence
-                    else None,
-                },
-                origin=origin,
-                prefix="build",
+                "build",
+                method=spec.name,
+                data=data,
+                knowledge=str(probe_dir / "knowledge.jsonl"),
+                knowledge_after=after if spec.rehearsal else None,
+                influence=influence if spec.influence else None,
             )
+            for spec in self.specs()
+        }
         out["train"] = {
-            spec.name: build_config(
-                TrainConfig,
-                {
-                    **self.train,
-                    "model": config_to_dict(self.model),
-                    "data": str(root / "build" / f"{spec.name}.jsonl"),
-                },
-                origin=origin,
-                prefix="train",
+            spec.name: self._stage(
+                TrainConfig, "train", model=model, data=str(root / "build" / f"{spec.name}.jsonl")
             )
             for spec in self.specs()
         }
@@ -237,33 +218,26 @@ class PipelineConfig:
                 out["eval"][(test.name, method)] = self.eval_config(root, test, method)
             for method in self.methods:  # checked with the base model: no adapter exists yet
                 self.eval_config(root, test, method, trained=self.model)
-        if check_only:
-            return {}
-        return out
+        return {} if check_only else out
 
     def eval_config(
         self, root: Path, test: TestSet, method: str, trained: ModelConfig | None = None
-    ):
+    ) -> Any:
         """The evaluation of ``method`` on ``test``: the base model for the baselines, the
         ``trained`` model for a method."""
         from rait.evaluate import EvalConfig
 
-        return build_config(
+        baseline = root / "eval" / test.name / "init-basic"
+        return self._stage(
             EvalConfig,
-            {
-                **self.eval,
-                "model": config_to_dict(trained or self.model),
-                "data": config_to_dict(self.resolve(test.data, root / "data")),
-                "method": method,
-                "test_set": test.name,
-                "role": test.role,
-                "confidence": "padding" if method in PADDING_CONFIDENCE else "answer",
-                "baseline": None
-                if method == "init-basic"
-                else str(root / "eval" / test.name / "init-basic"),
-            },
-            origin="config",
-            prefix="eval",
+            "eval",
+            model=config_to_dict(trained or self.model),
+            data=config_to_dict(self.resolve(test.data, root / "data")),
+            method=method,
+            test_set=test.name,
+            role=test.role,
+            confidence="padding" if method in PADDING_CONFIDENCE else "answer",
+            baseline=None if method == "init-basic" else str(baseline),
         )
 
     def _baselines(self) -> list[str]:
