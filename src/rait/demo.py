@@ -21,22 +21,12 @@ from typing import Any
 
 from rait.config import apply_overrides, build_config, load_yaml
 from rait.errors import ConfigError
-from rait.pipeline import PipelineConfig, run_pipeline
+from rait.pipeline import BASELINES, PipelineConfig, run_pipeline
 from rait.probe import KNOWLEDGE_FILE
+from rait.results import METHOD_ORDER
 
-DEMO_METHODS = [
-    "van-tuning",
-    "cor-rait",
-    "rtuning-padding",
-    "rtuning-replace",
-    "rtuning-u",
-    "corcer-rait",
-    "craft-no-cer",
-    "craft",
-    "grait-no-o1",
-    "grait-no-o2",
-    "grait",
-]
+#: every data-construction method, in the papers' row order (craft-no-flow is CorCer-RAIT)
+DEMO_METHODS = [m for m in METHOD_ORDER if m not in BASELINES and m != "craft-no-flow"]
 
 
 def demo_config_dict() -> dict[str, Any]:

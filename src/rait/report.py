@@ -126,14 +126,27 @@ def _figure():
     return plt
 
 
-def plot_pc_pw_plane(metrics: list[dict], path: Path) -> Path:
-    """One panel per test set: every row's (Pw, Pc), the base model and the THS iso-lines."""
+def _panels(metrics: list[dict], height: float):
+    """One panel per test set, and a colour per row (the same in every figure)."""
     plt = _figure()
     tests = columns_of(metrics)
-    fig, axes = plt.subplots(1, len(tests), figsize=(5.2 * len(tests), 4.8), squeeze=False)
-    cmap = plt.get_cmap("tab20")
-    methods = methods_of(metrics)
-    for ax, (test, role) in zip(axes[0], tests, strict=True):
+    fig, axes = plt.subplots(1, len(tests), figsize=(5.2 * len(tests), height), squeeze=False)
+    cmap, methods = plt.get_cmap("tab20"), methods_of(metrics)
+    return fig, list(zip(axes[0], tests, strict=True)), lambda m: cmap(methods.index(m) % 20)
+
+
+def _save(fig, path: Path, dpi: int = 110) -> Path:
+    plt = _figure()
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def plot_pc_pw_plane(metrics: list[dict], path: Path) -> Path:
+    """One panel per test set: every row's (Pw, Pc), the base model and the THS iso-lines."""
+    fig, panels, colour_of = _panels(metrics, 4.8)
+    for ax, (test, role) in panels:
         rows = [m for m in metrics if m["test_set"] == test]
         base = (rows[0].get("baseline") or {}) if rows else {}
         pc0, pw0 = base.get("pc0"), base.get("pw0")
@@ -148,7 +161,7 @@ def plot_pc_pw_plane(metrics: list[dict], path: Path) -> Path:
                 if 0.02 < y_label < 0.98:
                     ax.text(x_label, y_label, f"{100 * level:+.0f}", fontsize=7, color="#868e96")
         for m in rows:
-            colour = cmap(methods.index(m["method"]) % 20)
+            colour = colour_of(m["method"])
             star = m["method"] == "init-basic"
             ax.scatter(
                 m["pw"],
@@ -167,21 +180,14 @@ def plot_pc_pw_plane(metrics: list[dict], path: Path) -> Path:
         ax.set_ylabel("Pc (correct answers)")
         ax.set_title(f"{test} ({role.upper()}): THS iso-lines ×100")
         ax.grid(alpha=0.2)
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    panels[-1][0].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return _save(fig, path)
 
 
 def plot_reliability(metrics: list[dict], path: Path) -> Path:
     """Reliability diagrams: accuracy against mean confidence per bin, one line per row."""
-    plt = _figure()
-    tests = columns_of(metrics)
-    fig, axes = plt.subplots(1, len(tests), figsize=(5.2 * len(tests), 4.6), squeeze=False)
-    cmap = plt.get_cmap("tab20")
-    methods = methods_of(metrics)
-    for ax, (test, role) in zip(axes[0], tests, strict=True):
+    fig, panels, colour_of = _panels(metrics, 4.6)
+    for ax, (test, role) in panels:
         ax.plot([0, 1], [0, 1], color="#495057", lw=0.8, ls="--")
         for m in metrics:
             if m["test_set"] != test:
@@ -195,7 +201,7 @@ def plot_reliability(metrics: list[dict], path: Path) -> Path:
                 marker="o",
                 ms=3,
                 lw=1,
-                color=cmap(methods.index(m["method"]) % 20),
+                color=colour_of(m["method"]),
                 label=m["method"],
             )
         ax.set_xlim(0, 1)
@@ -204,11 +210,8 @@ def plot_reliability(metrics: list[dict], path: Path) -> Path:
         ax.set_ylabel("accuracy of the answers")
         ax.set_title(f"{test} ({role.upper()})")
         ax.grid(alpha=0.2)
-    axes[0][-1].legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    panels[-1][0].legend(fontsize=7, loc="upper left")
+    return _save(fig, path)
 
 
 def knowledge_map(run_dir: Path, methods: list[str]) -> dict[str, Any] | None:
@@ -278,10 +281,7 @@ def plot_knowledge_map(data: dict[str, Any], path: Path) -> Path | None:
         for k in ("van", "idk", "dropped")
     ]
     fig.legend(handles=handles, loc="lower right", fontsize=8, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
 
 
 # --------------------------------------------------------------------------- examples
