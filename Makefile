@@ -3,9 +3,13 @@
 #   make test   set everything up, then lint and run the test suite
 VENV ?= .venv
 
-.PHONY: setup demo test lint
+.PHONY: setup browser demo test lint
 setup:
 	bash scripts/setup.sh
+
+# headless Chromium for the report's rendering test (skipped, with the reason, without one)
+browser:
+	bash scripts/install-browser.sh
 
 demo: setup
 	$(VENV)/bin/rait demo
@@ -14,5 +18,5 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+test: lint browser
 	$(VENV)/bin/python -m pytest

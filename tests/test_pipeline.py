@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from rait.cli import main
+from rait.config import build_config
 from rait.errors import ConfigError
-from rait.pipeline import load_pipeline_config, run_pipeline
+from rait.pipeline import PipelineConfig, load_pipeline_config, run_pipeline
 
 TINY_TRAIN = {
     "lora_r": 2,
@@ -83,7 +84,7 @@ def test_run_every_stage_then_rerun_does_nothing(tmp_path, tiny_model_dir, capsy
     results = _run(path)
     run = tmp_path / "run"
     assert (run / "rehearse" / "knowledge_after.jsonl").is_file()
-    for folder in ("data", "probe", "rehearse/train", "influence/scores"):
+    for folder in ("data", "probe", "representations", "rehearse/train", "influence/scores"):
         assert json.loads((run / folder / "stage.json").read_text())["status"] == "complete"
     rows = [(r["method"], r["test_set"]) for r in results["rows"]]
     expected_methods = ["init-basic", "init-refuse", *ALL_KINDS]
@@ -115,6 +116,14 @@ def test_run_every_stage_then_rerun_does_nothing(tmp_path, tiny_model_dir, capsy
     for method in ALL_KINDS:
         assert f"[train] up to date, skipped ({run / 'train' / method})" in out
     assert again["rows"] == results["rows"]
+
+
+def test_representations_null_skips_the_stage(tmp_path, tiny_model_dir):
+    config = _config(tmp_path, tiny_model_dir, [], representations=None)
+    config["baselines"] = ["init-basic"]
+    results = _run(_write(tmp_path, config))
+    assert "representations" not in results["seconds"]
+    assert not (tmp_path / "run" / "representations").exists()
 
 
 def test_a_new_method_reuses_the_probe_and_the_shared_stages(tmp_path, tiny_model_dir, capsys):
@@ -180,6 +189,8 @@ def test_cli_run_with_overrides(tmp_path, tiny_model_dir, capsys):
         ({"probe": {"data": {"path": "x"}}}, "probe.data is set by the pipeline"),
         ({"train": {"model": {"name": "x"}}}, "train.model is set by the pipeline"),
         ({"eval": {"method": "x"}}, "eval.method is set by the pipeline"),
+        ({"representations": {"model": {"name": "x"}}}, "representations.model is set by"),
+        ({"representations": {"batch_size": 0}}, "representations: batch_size must be positive"),
         ({"build": {"knowledge": "k.jsonl"}}, "build.knowledge is set by the pipeline"),
         ({"probe": {"n_sample": 3}}, "unknown key.*probe.n_sample"),
         ({"train": {"epochs": "many"}}, "train.epochs: expected a number"),
@@ -214,3 +225,74 @@ def test_cli_bad_config_is_one_error_line(tmp_path, tiny_model_dir, capsys):
     assert main(["run", str(_write(tmp_path, config))]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown method 'no-such'" in err[0]
+
+
+def _tensorboard_scalars(folder) -> dict[str, list[float]]:
+    """Every scalar of the TensorBoard event files under ``folder`` (TFRecord frames of
+    tensorboardX's Event protos)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars: dict[str, list[float]] = {}
+    for path in sorted(folder.rglob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        at = 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = Event.FromString(data[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(value.simple_value)
+    return scalars
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
+def test_report_to_logs_each_training_through_rait_run(
+    tmp_path, tiny_model_dir, monkeypatch, logger
+):
+    """`train.report_to` reaches the trainer: TensorBoard event files with the training loss
+    next to each method's checkpoints; an offline W&B run with the loss in its history."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train = TINY_TRAIN | {"report_to": logger, "logging_steps": 1}
+    config = _config(tmp_path, tiny_model_dir, ["cor-rait"], train=train, representations=None)
+    summary = _run(_write(tmp_path, config))
+    trained = json.loads(
+        (tmp_path / "run" / "train" / "cor-rait" / "train_summary.json").read_text()
+    )
+    losses = [e["loss"] for e in trained["log_history"] if "loss" in e]
+    assert losses and summary["rows"]
+    if logger == "tensorboard":
+        scalars = _tensorboard_scalars(tmp_path / "run" / "train" / "cor-rait")
+        assert scalars["train/loss"] == pytest.approx(losses, rel=1e-5)
+    else:
+        runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(runs) == 1 and b"train/loss" in runs[0].read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("report_to", "match"),
+    [
+        ("tensorbord", "unknown logger 'tensorbord'"),
+        (" , ", "report_to is empty"),
+    ],
+)
+def test_bad_report_to_is_one_clear_error(tmp_path, tiny_model_dir, report_to, match):
+    config = _config(
+        tmp_path, tiny_model_dir, ["cor-rait"], train=TINY_TRAIN | {"report_to": report_to}
+    )
+    with pytest.raises(ConfigError, match=match):
+        build_config(PipelineConfig, config)
+
+
+def test_report_to_a_logger_that_is_not_installed(tmp_path, tiny_model_dir, monkeypatch):
+    import transformers.integrations.integration_utils as hf
+
+    monkeypatch.setattr(hf, "get_available_reporting_integrations", lambda: [])
+    config = _config(
+        tmp_path, tiny_model_dir, ["cor-rait"], train=TINY_TRAIN | {"report_to": "wandb"}
+    )
+    with pytest.raises(ConfigError, match=r"wandb is not installed: pip install wandb"):
+        build_config(PipelineConfig, config)

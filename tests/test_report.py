@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from rait.report import (
     changed_answers,
     format_changed_answers,
     knowledge_map,
+    representation_map,
     run_report,
     table_rows,
 )
@@ -35,14 +37,26 @@ def test_report_has_the_table_every_figure_and_the_examples(run, tmp_path):
     paths = run_report(ReportConfig(run_dir=str(run), out=str(tmp_path / "r")))
     page = (tmp_path / "r" / "report.html").read_text()
     assert paths["html"].endswith("report.html") and page.startswith("<!DOCTYPE html>")
-    assert page.count("data:image/png;base64,") == 3  # plane, knowledge map, reliability
-    for heading in ("The Pc–Pw plane", "The knowledge map", "Reliability", "turned into refusals"):
+    # the plane, the knowledge map, the t-SNE, reliability
+    assert page.count("data:image/png;base64,") == 4
+    for heading in (
+        "The Pc–Pw plane",
+        "The knowledge map",
+        "Question representations (t-SNE) and CRSS",
+        "Reliability",
+        "turned into refusals",
+    ):
         assert heading in page
     for method in ("init-basic", "init-refuse", "cor-rait", "craft"):
         assert f"<td>{method}</td>" in page
     assert "http://" not in page and "https://" not in page  # self-contained
     markdown = (tmp_path / "r" / "report.md").read_text()
-    for png in ("pc_pw_plane.png", "knowledge_map.png", "reliability.png"):
+    for png in (
+        "pc_pw_plane.png",
+        "knowledge_map.png",
+        "representations_tsne.png",
+        "reliability.png",
+    ):
         assert f"]({png})" in markdown
         assert (tmp_path / "r" / png).read_bytes().startswith(b"\x89PNG")
     assert "| craft |" in markdown and "wf-ood (OOD) Pc↑" in markdown
@@ -54,6 +68,64 @@ def test_knowledge_map_uses_the_knowledge_flow_and_each_methods_choices(run):
     assert set(data["kinds"]) == {"cor-rait", "craft"}
     built = [json.loads(x) for x in (run / "build" / "craft.jsonl").read_text().splitlines()]
     assert data["kinds"]["craft"] == {r["id"]: r["kind"] for r in built}
+
+
+def test_representation_map_crss_matches_rait_crss_on_each_built_set(run, tiny_model_dir):
+    """The report's CRSS of a method equals `rait crss` on its built set (same model, same
+    representations); the t-SNE places every probed question."""
+    from rait.representations import CrssConfig, run_crss
+
+    data = representation_map(run, ["cor-rait", "craft"], tau_sim=0.5, max_points=2000)
+    ids = json.loads((run / "representations" / "ids.json").read_text())
+    assert data["ids"] == ids and data["xy"].shape == (len(ids), 2)
+    cfg = build_config(PipelineConfig, _config(run.parent, tiny_model_dir, ["cor-rait", "craft"]))
+    stage = cfg.stage_configs(run)["representations"]
+    for method in ("cor-rait", "craft"):
+        info = data["methods"][method]
+        expected = run_crss(
+            CrssConfig(
+                model=stage.model,
+                data=stage.data,
+                built=str(run / "build" / f"{method}.jsonl"),
+                tau_sim=0.5,
+            )
+        )
+        assert info["crss"] == pytest.approx(expected["crss"])
+        assert (info["n_van"], info["n_idk"]) == (expected["n_van"], expected["n_idk"])
+
+
+def test_representation_map_samples_at_most_max_points(run):
+    data = representation_map(run, ["cor-rait"], tau_sim=0.97, max_points=8, seed=3)
+    assert len(data["ids"]) == 8 and data["n_questions"] == 16
+    again = representation_map(run, ["cor-rait"], tau_sim=0.97, max_points=8, seed=3)
+    assert again["ids"] == data["ids"]
+
+
+def test_report_without_representations_leaves_the_tsne_out(run, tmp_path):
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved)
+    shutil.rmtree(moved / "representations")
+    run_report(ReportConfig(run_dir=str(moved), out=str(tmp_path / "r")))
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "t-SNE" not in page and page.count("data:image/png;base64,") == 3
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda d: (d / "ids.json").write_text("[1, 2]"), "list of question ids"),
+        (lambda d: (d / "ids.json").write_text("{"), "not valid JSON"),
+        (lambda d: (d / "ids.json").write_text('["a"]'), r"expected \[1, hidden\]"),
+        (lambda d: (d / "representations.npy").write_bytes(b"junk"), "not a NumPy array"),
+    ],
+)
+def test_damaged_representations_name_the_file(run, tmp_path, damage, match):
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved)
+    damage(moved / "representations")
+    with pytest.raises(DataError, match=match) as err:
+        run_report(ReportConfig(run_dir=str(moved), out=str(tmp_path / "r")))
+    assert "representations" in str(err.value)
 
 
 def test_table_rows_show_every_metric_per_test_set(run):
@@ -147,3 +219,59 @@ def test_cli_report(run, tmp_path, capsys):
     assert main(["report", str(tmp_path / "empty")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no results.json" in err[0]
+
+
+# --------------------------------------------------------------------------- rendering
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _pixels_of(image, colour: str) -> int:
+    import numpy as np
+
+    rgb = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int(np.all(np.abs(image[..., :3] - rgb) < 0.04, axis=-1).sum())
+
+
+@pytest.mark.skipif(
+    _chromium() is None, reason="no headless Chromium (scripts/install-browser.sh installs it)"
+)
+def test_report_renders_in_headless_chromium(run, tmp_path):
+    """A screenshot of report.html in headless Chromium shows the page and its figures: the
+    kept-green and refusal-orange markers exist only inside the embedded PNGs, so they appear
+    only if the browser decoded the base64 images and laid them out."""
+    import subprocess
+
+    from matplotlib.image import imread
+
+    from rait.report import KIND_COLOURS
+
+    paths = run_report(ReportConfig(run_dir=str(run), out=str(tmp_path / "r")))
+    shot = tmp_path / "shot.png"
+    cmd = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1100,4200",
+        f"--screenshot={shot}",
+        (tmp_path / "r" / "report.html").resolve().as_uri(),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), done.stderr[-2000:]
+    image = imread(shot)
+    assert image.shape[:2] == (4200, 1100)
+    assert (image[..., :3].mean(-1) < 0.3).mean() > 0.002  # text and table lines
+    assert _pixels_of(image, KIND_COLOURS["van"]) > 20
+    assert _pixels_of(image, KIND_COLOURS["idk"]) > 20
+    # the same page with its images cut off shows neither colour: the check can fail
+    broken = tmp_path / "r" / "broken.html"
+    broken.write_text(Path(paths["html"]).read_text().replace("base64,", "base64,AAAA"))
+    cmd[-2], cmd[-1] = f"--screenshot={tmp_path / 'broken.png'}", broken.resolve().as_uri()
+    subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert _pixels_of(imread(tmp_path / "broken.png"), KIND_COLOURS["idk"]) == 0

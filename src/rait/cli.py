@@ -111,6 +111,19 @@ def cmd_data_world_facts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard(text: str | None):
+    from rait.distributed import Shard
+
+    return None if text is None else Shard.parse(text)
+
+
+def _shard_done(summary: dict, command: str) -> str:
+    return (
+        f"shard {summary['shard']}: {summary['n']} rows in {summary['file']}; when every shard "
+        f"is done, run the same `rait {command}` without --shard to merge them"
+    )
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from rait.config import load_config
     from rait.probe import ProbeConfig, run_probe
@@ -134,7 +147,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.rtuning_u:
         overrides.append("rtuning_u=true")
     cfg = load_config(ProbeConfig, args.config, overrides)
-    summary = run_probe(cfg, args.out)
+    summary = run_probe(cfg, args.out, shard=_shard(args.shard))
+    if "shard" in summary:
+        print(_shard_done(summary, "probe"))
+        return 0
     print(
         f"probed {summary['n']} {summary['task']} questions: mean µ {summary['mean_mu']:.3f}, "
         f"mean σ {summary['mean_sigma']:.3f}, known (µ ≥ 0.5) {summary['known_fraction']:.1%}"
@@ -170,7 +186,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.refusal_phrase:
         overrides.append("refusal_phrases=" + _yaml_list(args.refusal_phrase))
     cfg = load_config(EvalConfig, args.config, overrides)
-    result = run_eval(cfg, args.out)
+    result = run_eval(cfg, args.out, shard=_shard(args.shard))
+    if "shard" in result:
+        print(_shard_done(result, "eval"))
+        return 0
     print(format_metrics(result))
     print(f"predictions in {args.out}/predictions.jsonl, metrics in {args.out}/metrics.json")
     return 0
@@ -370,7 +389,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rait.report import ReportConfig, run_report
 
-    paths = run_report(ReportConfig(run_dir=args.run_dir, out=args.out, n_examples=args.examples))
+    paths = run_report(
+        ReportConfig(
+            run_dir=args.run_dir,
+            out=args.out,
+            n_examples=args.examples,
+            tau_sim=args.tau_sim,
+            tsne_points=args.tsne_points,
+        )
+    )
     print(f"report: {paths['html']}")
     print(f"markdown: {paths['markdown']}")
     return 0
@@ -398,6 +425,15 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+def _add_shard_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="answer only shard K of N (0-based) into OUT.shards/, e.g. one process per GPU; "
+        "the same command without --shard merges the finished shards",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rait",
@@ -463,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--config", help="YAML file with ProbeConfig fields")
     probe.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    _add_shard_flag(probe)
     probe.set_defaults(func=cmd_probe)
 
     build = sub.add_parser(
@@ -602,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--backend", choices=("auto", "hf", "vllm"))
     ev.add_argument("--config", help="YAML file with EvalConfig fields")
     ev.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    _add_shard_flag(ev)
     ev.set_defaults(func=cmd_eval)
 
     table = sub.add_parser(
@@ -650,6 +688,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="the report folder (default RUN_DIR/report)")
     report.add_argument(
         "--examples", type=int, default=6, help="changed answers shown per kind (default 6)"
+    )
+    report.add_argument(
+        "--tau-sim", type=float, default=0.97, help="CRSS similarity threshold (default 0.97)"
+    )
+    report.add_argument(
+        "--tsne-points",
+        type=int,
+        default=2000,
+        help="the most questions the t-SNE embeds, a seeded sample (default 2000)",
     )
     report.set_defaults(func=cmd_report)
 

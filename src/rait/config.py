@@ -172,6 +172,8 @@ def build_config(
             validate()
         except ConfigError as exc:
             message = str(exc)
+            if prefix and not message.startswith(prefix):
+                message = f"{prefix}: {message}"  # which section of the config
             if not message.startswith(f"{origin}: "):
                 message = f"{origin}: {message}"
             raise ConfigError(message) from None

@@ -45,6 +45,7 @@ from rait.backends.hf import common_prefix_length
 from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
+from rait.distributed import Processes, Shard, merge_shards, remove_shards, shard_file
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import read_json, read_jsonl_rows, write_json
 from rait.matching import (
@@ -395,8 +396,15 @@ def _inputs(cfg: EvalConfig) -> list[str]:
     return inputs
 
 
-def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True) -> dict:
-    """Answer and score ``cfg.data`` into ``out_dir``; returns the metrics."""
+def run_eval(
+    cfg: EvalConfig, out_dir: str | Path, progress: bool = True, shard: Shard | None = None
+) -> dict:
+    """Answer and score ``cfg.data`` into ``out_dir``; returns the metrics.
+
+    ``shard`` K/N answers only every N-th batch from K into the shard folder and returns (see
+    :mod:`rait.distributed`); without it, the answers of finished shards of the same
+    configuration are merged in first. Under torchrun every rank answers its own shard and
+    rank 0 merges and scores them."""
     cfg.validate()
     if not cfg.data.path and cfg.data.format not in ("mmlu", "arc", "triviaqa", "nq_open"):
         raise ConfigError("eval: `data.path` is required")
@@ -420,32 +428,38 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True) -> dic
         baseline_rows = load_baseline(cfg.baseline, ids)
     stage = Stage(out_dir, "eval", prediction_config, _inputs(cfg))
     started = time.perf_counter()
+    procs = Processes()
     if stage.is_complete():
         print(f"[eval] predictions up to date ({out_dir}); recomputing the metrics")
         with ResumableJsonl(out_dir / PREDICTIONS_FILE) as out:
             rows = [out.rows[i] for i in ids]
     else:
+        if shard is None:
+            procs = Processes.from_env()
+        shard = shard or Shard.of(procs)
+        if shard.sharded:
+            path = shard_file(out_dir, stage.fingerprint(), shard)
+            print(f"[eval] shard {shard} of {cfg.method} -> {path}")
+            with ResumableJsonl(path) as out:
+                _answer(cfg, backend, records, out, progress, shard)
+                done = len(out)
+            if procs.world == 1:
+                return {"shard": str(shard), "n": done, "file": str(path)}
+            procs.barrier()  # every shard is written
+            if not procs.main:
+                procs.barrier()  # rank 0 has merged and scored them
+                return read_json(out_dir / METRICS_FILE)
         resuming = stage.begin()
         print(f"[eval] {'resuming' if resuming else 'running'} {cfg.method} -> {out_dir}")
         with ResumableJsonl(out_dir / PREDICTIONS_FILE) as out:
-            todo = [r for r in records if r.id not in out]
-            if todo:
-                engine = load_engine(
-                    cfg.model,
-                    backend,
-                    cfg.batch_size,
-                    {
-                        "tensor_parallel_size": cfg.vllm_tensor_parallel_size,
-                        "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
-                    },
-                )
-                chat = getattr(engine, "chat", None)
-                if chat is None:
-                    chat = engine.lm.use_chat_template
-                evaluator = Evaluator(cfg, engine, chat)
-                _run_batches(evaluator, records, out, cfg.batch_size, progress)
+            merged = merge_shards(out_dir, stage.fingerprint(), out, set(ids))
+            if merged:
+                print(f"[eval] merged {merged} answers from the shards")
+            if any(r.id not in out for r in records):
+                _answer(cfg, backend, records, out, progress, Shard())
             rows = [out.rows[i] for i in ids]
         stage.complete({"predictions": PREDICTIONS_FILE})
+        remove_shards(out_dir)
     if baseline_rows is None and cfg.method in BASIC_PROMPT_METHODS and cfg.refuse_prompt is False:
         baseline_rows, source = rows, "itself (Init-Basic is the base line)"
     else:
@@ -458,18 +472,38 @@ def run_eval(cfg: EvalConfig, out_dir: str | Path, progress: bool = True) -> dic
     result["backend"] = backend
     result["seconds"] = round(time.perf_counter() - started, 2)
     write_json(out_dir / METRICS_FILE, result)
+    procs.barrier()
     return result
 
 
-def _run_batches(evaluator, records, out, batch_size, progress) -> None:
+def _answer(cfg: EvalConfig, backend: str, records, out, progress: bool, shard: Shard) -> None:
+    """Load the engine and answer ``shard``'s batches of ``records`` into ``out``."""
+    engine = load_engine(
+        cfg.model,
+        backend,
+        cfg.batch_size,
+        {
+            "tensor_parallel_size": cfg.vllm_tensor_parallel_size,
+            "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
+        },
+    )
+    chat = getattr(engine, "chat", None)
+    if chat is None:
+        chat = engine.lm.use_chat_template
+    evaluator = Evaluator(cfg, engine, chat)
+    _run_batches(evaluator, records, out, cfg.batch_size, progress, shard)
+
+
+def _run_batches(evaluator, records, out, batch_size, progress, shard: Shard | None = None) -> None:
     """Questions of similar prompt length share a batch (less padding). Batches are cut from
-    the whole test set in a fixed order, so a resumed run computes every remaining answer in
-    the same batch as an uninterrupted one."""
+    the whole test set in a fixed order, so a resumed run (or a shard, which takes every N-th
+    batch) computes every remaining answer in the same batch as an uninterrupted one."""
     from tqdm.auto import tqdm
 
     prompts = {r.id: evaluator.render(r) for r in records}
     ordered = sorted(records, key=lambda r: len(prompts[r.id]))  # stable
-    batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    shard = shard or Shard()
+    batches = shard.take([ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)])
     todo = [b for b in batches if any(r.id not in out for r in b)]
     engine = evaluator.engine
     if todo and hasattr(engine, "set_shared_prefix"):
@@ -478,7 +512,9 @@ def _run_batches(evaluator, records, out, batch_size, progress) -> None:
         encoded = [engine.encode(prompts[r.id]) for r in ordered]
         shared = min(common_prefix_length(encoded), min(len(t) for t in encoded) - 1)
         engine.set_shared_prefix(encoded[0][: max(shared, 0)])
-    bar = tqdm(total=len(records), initial=len(out), unit="q", desc="eval", disable=not progress)
+    total = sum(len(b) for b in batches)
+    done = sum(1 for b in batches for r in b if r.id in out)
+    bar = tqdm(total=total, initial=done, unit="q", desc="eval", disable=not progress)
     try:
         for batch in todo:
             rows = evaluator.predict(batch, [prompts[r.id] for r in batch])

@@ -45,7 +45,6 @@ chunk.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,6 +52,7 @@ from typing import Any
 
 from rait.config import config_to_dict
 from rait.data.records import QARecord
+from rait.distributed import Processes
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import atomic_open, dumps, read_json, write_json
 from rait.gradients import AdamPreconditioner, PerSampleGradients, collate
@@ -226,56 +226,6 @@ def gradient_examples(
         GradientExample(record.id, split, kind, mu, ex.features())
         for (record, split, kind, _, mu), ex in zip(planned, tokenized, strict=True)
     ]
-
-
-# --------------------------------------------------------------------------- processes
-@dataclass
-class Processes:
-    """This process's rank among ``world`` (1 when not launched by torchrun/accelerate)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @classmethod
-    def from_env(cls) -> Processes:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
-        import torch
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            if torch.cuda.is_available():
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size())
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def all_sum(self, tensor: Any) -> Any:
-        if self.world == 1:
-            return tensor
-        import torch.distributed as dist
-
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return tensor
-
-    def gather(self, items: list) -> list:
-        if self.world == 1:
-            return items
-        import torch.distributed as dist
-
-        parts: list[Any] = [None] * self.world
-        dist.all_gather_object(parts, items)
-        return [item for part in parts for item in part]
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
 
 
 # --------------------------------------------------------------------------- computation

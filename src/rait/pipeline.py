@@ -5,6 +5,7 @@ data → probe → (rehearse, influence) → build → train → eval → result
 
     RUN/data/                     the world-facts set (when the config has a `world_facts` section)
     RUN/probe/                    µ, σ (and R-Tuning-U's entropies) of the training questions
+    RUN/representations/          the base model's question representations (the report's t-SNE)
     RUN/rehearse/                 CRaFT's rehearsal and knowledge_after.jsonl (CRaFT methods only)
     RUN/influence/                GRAIT's I_ref / I_sta at a warm-up LoRA (GRAIT methods only)
     RUN/build/METHOD.jsonl        each method's refusal-aware training set (+ .summary.json)
@@ -45,6 +46,7 @@ PADDING_CONFIDENCE = ("rtuning-padding", "rtuning-u")
 #: the keys the pipeline sets in each stage section (a config that sets them is refused)
 FILLED = {
     "probe": ("model", "data", "shots"),
+    "representations": ("model", "data"),
     "rehearse": ("probe",),
     "influence": ("probe",),
     "build": ("method", "data", "knowledge", "knowledge_after", "influence"),
@@ -86,6 +88,8 @@ class PipelineConfig:
     ``methods``: data-construction methods to build, train and evaluate (``rait.methods``);
     ``baselines``: base-model rows (``init-basic`` is always evaluated when any row needs
     THS). ``train.model`` is the top-level ``model``; ``eval`` settings apply to every row.
+    ``representations``: the base model's question representations for the report's t-SNE
+    and CRSS (``null`` skips the stage).
     """
 
     run_dir: str = "runs/rait"
@@ -97,6 +101,7 @@ class PipelineConfig:
     methods: list[str] = field(default_factory=list)
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     probe: dict[str, Any] = field(default_factory=dict)
+    representations: dict[str, Any] | None = field(default_factory=dict)
     rehearse: dict[str, Any] = field(default_factory=dict)
     influence: dict[str, Any] = field(default_factory=dict)
     build: dict[str, Any] = field(default_factory=dict)
@@ -127,7 +132,7 @@ class PipelineConfig:
             raise ConfigError("tests: two test sets have the same name")
         for section, keys in FILLED.items():
             for key in keys:
-                if key in getattr(self, section):
+                if key in (getattr(self, section) or {}):
                     raise ConfigError(
                         f"{section}.{key} is set by the pipeline: use "
                         f"{HINT.get(key, 'the stage paths of the run directory')} instead"
@@ -187,6 +192,12 @@ class PipelineConfig:
                 rtuning_u=bool(self.probe.get("rtuning_u")) or rtuning_u,
             )
         }
+        if self.representations is not None:
+            from rait.representations import RepresentationsConfig
+
+            out["representations"] = self._stage(
+                RepresentationsConfig, "representations", model=model, data=data
+            )
         if self.needs_rehearsal():
             out["rehearse"] = self._stage(RehearseConfig, "rehearse", probe=str(probe_dir))
         if self.needs_influence():
@@ -261,6 +272,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
     from rait.influence import run_influence
     from rait.probe import run_probe
     from rait.rehearse import run_rehearse
+    from rait.representations import run_representations
     from rait.results import results_json, results_table
     from rait.train import run_train
 
@@ -286,6 +298,14 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
         return result
 
     timed("probe", run_probe, stages["probe"], root / "probe")
+    if "representations" in stages:
+        timed(
+            "representations",
+            run_representations,
+            stages["representations"],
+            root / "representations",
+            log=log,
+        )
     if "rehearse" in stages:
         timed("rehearse", run_rehearse, stages["rehearse"], root / "rehearse", log=log)
     if "influence" in stages:

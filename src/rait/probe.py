@@ -36,9 +36,10 @@ from rait.backends import load_engine, resolve_backend
 from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
+from rait.distributed import Processes, Shard, merge_shards, remove_shards, shard_file
 from rait.encoders import DEFAULT_ENCODER, load_encoder, mean_pairwise_cosine
 from rait.errors import ConfigError, DataError, ModelError
-from rait.fileio import write_json
+from rait.fileio import read_json, write_json
 from rait.matching import MATCH_MODES, first_line, is_correct_open, normalize_answer
 from rait.models import ModelConfig, render_prompt
 from rait.prompts import SHOTS, knowledge_query_messages
@@ -388,8 +389,15 @@ def _summary(rows: Sequence[dict], seconds: float, backend: str) -> dict:
     return summary
 
 
-def run_probe(cfg: ProbeConfig, out_dir: str | Path, progress: bool = True) -> dict:
-    """Probe every question of ``cfg.data`` into ``out_dir`` (cached and resumable)."""
+def run_probe(
+    cfg: ProbeConfig, out_dir: str | Path, progress: bool = True, shard: Shard | None = None
+) -> dict:
+    """Probe every question of ``cfg.data`` into ``out_dir`` (cached and resumable).
+
+    ``shard`` K/N probes only every N-th batch from K into the shard folder and returns (see
+    :mod:`rait.distributed`); without it, the rows of finished shards of the same
+    configuration are merged in first. Under torchrun every rank probes its own shard and rank
+    0 merges them."""
     cfg.validate()
     records, pool = _load_inputs(cfg)
     task = task_of(records)
@@ -397,42 +405,70 @@ def run_probe(cfg: ProbeConfig, out_dir: str | Path, progress: bool = True) -> d
     config = config_to_dict(cfg)
     config["backend"] = backend  # the resolved backend is part of the result's identity
     inputs = [s.path for s in (cfg.data, cfg.shots) if s is not None and s.path]
-    stage = Stage(Path(out_dir), "probe", config, inputs)
+    out_dir = Path(out_dir)
+    stage = Stage(out_dir, "probe", config, inputs)
     if stage.is_complete():
         print(f"[probe] up to date, skipped ({stage.path})")
-        from rait.fileio import read_json
-
         return read_json(stage.path / SUMMARY_FILE)
-    resuming = stage.begin()
-    print(f"[probe] {'resuming' if resuming else 'running'} -> {stage.path}")
+    procs = Processes.from_env() if shard is None else Processes()
+    shard = shard or Shard.of(procs)
     n_shots = SHOTS[task] if cfg.n_shots is None else cfg.n_shots
     shots_of = {r.id: select_shots(r, pool, n_shots) for r in records}
     batch_size = default_batch_size(cfg, task, backend)
     batches = _grouped_batches(records, shots_of, batch_size)
     started = time.perf_counter()
+    if shard.sharded:
+        path = shard_file(out_dir, stage.fingerprint(), shard)
+        print(f"[probe] shard {shard} -> {path}")
+        with ResumableJsonl(path) as out:
+            mine = shard.take(batches)
+            todo = [b for b in mine if any(r.id not in out for r in b)]
+            _probe_batches(cfg, backend, batch_size, task, todo, shots_of, out, progress)
+            done = len(out)
+        if procs.world == 1:
+            return {"shard": str(shard), "n": done, "file": str(path)}
+        procs.barrier()  # every shard is written
+        if not procs.main:
+            procs.barrier()  # rank 0 has merged them
+            return read_json(stage.path / SUMMARY_FILE)
+    resuming = stage.begin()
+    print(f"[probe] {'resuming' if resuming else 'running'} -> {stage.path}")
     with ResumableJsonl(stage.path / KNOWLEDGE_FILE) as out:
+        merged = merge_shards(out_dir, stage.fingerprint(), out, {r.id for r in records})
+        if merged:
+            print(f"[probe] merged {merged} rows from the shards")
         todo = [b for b in batches if any(r.id not in out for r in b)]
-        if todo:
-            engine = load_engine(
-                cfg.model,
-                backend,
-                batch_size,
-                {
-                    "tensor_parallel_size": cfg.vllm_tensor_parallel_size,
-                    "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
-                },
-            )
-            chat = getattr(engine, "chat", None)
-            if chat is None:
-                chat = engine.lm.use_chat_template
-            encoder = load_encoder(cfg.encoder) if task == "oeqa" else None
-            prober = Prober(cfg, engine, chat, encoder)
-            _run_batches(prober, task, todo, shots_of, out, len(records), progress)
+        _probe_batches(cfg, backend, batch_size, task, todo, shots_of, out, progress)
         rows = [out.rows[r.id] for r in records]
     summary = _summary(rows, time.perf_counter() - started, backend)
     write_json(stage.path / SUMMARY_FILE, summary)
     stage.complete({"knowledge": KNOWLEDGE_FILE, "summary": SUMMARY_FILE})
+    remove_shards(out_dir)
+    procs.barrier()
     return summary
+
+
+def _probe_batches(cfg, backend, batch_size, task, todo, shots_of, out, progress) -> None:
+    """Load the engine (only when there is something to probe) and probe ``todo`` into
+    ``out``."""
+    if not todo:
+        return
+    engine = load_engine(
+        cfg.model,
+        backend,
+        batch_size,
+        {
+            "tensor_parallel_size": cfg.vllm_tensor_parallel_size,
+            "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
+        },
+    )
+    chat = getattr(engine, "chat", None)
+    if chat is None:
+        chat = engine.lm.use_chat_template
+    encoder = load_encoder(cfg.encoder) if task == "oeqa" else None
+    prober = Prober(cfg, engine, chat, encoder)
+    total = sum(len(b) for b in todo) + len(out)
+    _run_batches(prober, task, todo, shots_of, out, total, progress)
 
 
 def _run_batches(prober, task, batches, shots_of, out, total, progress) -> None:

@@ -10,6 +10,11 @@ What it shows (everything read from the run directory that ``rait run`` / ``rait
 * **the knowledge map** of the training questions: µ against Δµ (CRaFT's knowledge flow, when
   the run rehearsed) or against σ, one panel per method, each question coloured by what the
   method did with it: kept with its answer, turned into a refusal, or left out;
+* **the representation map** (CRaFT Figure 3): a t-SNE of the base model's question
+  representations (``RUN/representations``), one panel per method, each training question
+  coloured by whether the method kept its answer (vanilla) or turned it into a refusal (IdK),
+  with the method's CRSS: the share of IdK questions whose nearest vanilla question has cosine
+  similarity above τ_sim = 0.97 (conflicting supervision);
 * **reliability diagrams** per test set: accuracy against confidence in each confidence bin,
   one line per row (the diagonal is perfect calibration; ECE in the table);
 * **answers that turned into refusals**: on the first in-domain test set, questions the base
@@ -40,16 +45,24 @@ KIND_LABELS = {"van": "kept (answer)", "idk": "refusal", "dropped": "left out"}
 @dataclass
 class ReportConfig:
     """``run_dir``: a run directory with ``results.json``; ``out``: the report folder
-    (default ``RUN/report``); ``n_examples``: changed answers shown per kind."""
+    (default ``RUN/report``); ``n_examples``: changed answers shown per kind; ``tau_sim``:
+    CRSS's similarity threshold; ``tsne_points``: the most questions the t-SNE embeds (a
+    seeded sample; CRSS always counts every question)."""
 
     run_dir: str = "runs/demo"
     out: str | None = None
     n_examples: int = 6
     seed: int = 0
+    tau_sim: float = 0.97
+    tsne_points: int = 2000
 
     def validate(self) -> None:
         if self.n_examples < 0:
             raise ConfigError(f"report: n_examples must be >= 0, got {self.n_examples}")
+        if not -1 <= self.tau_sim <= 1:
+            raise ConfigError(f"report: tau_sim must be in [-1, 1], got {self.tau_sim}")
+        if self.tsne_points < 5:
+            raise ConfigError(f"report: tsne_points must be >= 5, got {self.tsne_points}")
 
 
 # --------------------------------------------------------------------------- reading the run
@@ -135,9 +148,32 @@ def _panels(metrics: list[dict], height: float):
     return fig, list(zip(axes[0], tests, strict=True)), lambda m: cmap(methods.index(m) % 20)
 
 
-def _save(fig, path: Path, dpi: int = 110) -> Path:
+def _method_grid(methods: list[str], height: float):
+    """One panel per method, at most 4 a row (spare panels hidden); the axes in order."""
     plt = _figure()
-    fig.tight_layout()
+    cols = min(4, len(methods))
+    rows = -(-len(methods) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[len(methods) :]:
+        ax.axis("off")
+    return fig, list(axes.flat)[: len(methods)]
+
+
+def _kind_legend(fig) -> float:
+    """The kept / refusal / left-out legend under the panels; returns the space it takes."""
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], marker="o", ls="", color=KIND_COLOURS[k], label=KIND_LABELS[k])
+        for k in ("van", "idk", "dropped")
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    return 0.35 / fig.get_figheight()
+
+
+def _save(fig, path: Path, dpi: int = 110, bottom: float = 0.0) -> Path:
+    plt = _figure()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
@@ -226,21 +262,30 @@ def knowledge_map(run_dir: Path, methods: list[str]) -> dict[str, Any] | None:
         if after_path.is_file()
         else None
     )
+    return {"knowledge": knowledge, "after": after, "kinds": built_kinds(run_dir, methods)}
+
+
+def built_kinds(run_dir: Path, methods: list[str]) -> dict[str, dict[str, str]]:
+    """Per method with a built set in ``RUN/build``: question id → van or idk."""
     kinds: dict[str, dict[str, str]] = {}
     for method in methods:
         built = run_dir / "build" / f"{method}.jsonl"
         if built.is_file():
-            kinds[method] = {
-                str(r["id"]): r["kind"] for r in read_jsonl_rows(built, ("id", "kind"))
-            }
-    return {"knowledge": knowledge, "after": after, "kinds": kinds}
+            rows = read_jsonl_rows(built, ("id", "kind"))
+            for row in rows:
+                if row["kind"] not in ("van", "idk"):
+                    raise DataError(
+                        f"kind must be 'van' or 'idk', got {row['kind']!r}",
+                        Location(str(built), row["_line"], field="kind"),
+                    )
+            kinds[method] = {str(r["id"]): r["kind"] for r in rows}
+    return kinds
 
 
 def plot_knowledge_map(data: dict[str, Any], path: Path) -> Path | None:
     """One panel per method: µ against Δµ (or σ), each question coloured by its fate."""
     if not data["kinds"]:
         return None
-    plt = _figure()
     knowledge, after = data["knowledge"], data["after"]
     ids = sorted(knowledge)
     xs = [knowledge[i]["mu"] for i in ids]
@@ -251,12 +296,10 @@ def plot_knowledge_map(data: dict[str, Any], path: Path) -> Path | None:
         ys = [knowledge[i]["sigma"] for i in ids]
         y_label = "σ (certainty)"
     methods = list(data["kinds"])
-    cols = min(4, len(methods))
-    rows = -(-len(methods) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = _method_grid(methods, 3.2)
     rng = random.Random(0)
     jitter = [(rng.uniform(-0.012, 0.012), rng.uniform(-0.012, 0.012)) for _ in ids]
-    for ax, method in zip(axes.flat, methods, strict=False):
+    for ax, method in zip(axes, methods, strict=True):
         kind_of = data["kinds"][method]
         for kind in ("dropped", "van", "idk"):
             pts = [
@@ -272,16 +315,77 @@ def plot_knowledge_map(data: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("µ (correctness)", fontsize=8)
         ax.set_ylabel(y_label, fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(methods) :]:
-        ax.axis("off")
-    from matplotlib.lines import Line2D
+    return _save(fig, path, dpi=100, bottom=_kind_legend(fig))
 
-    handles = [
-        Line2D([], [], marker="o", ls="", color=KIND_COLOURS[k], label=KIND_LABELS[k])
-        for k in ("van", "idk", "dropped")
-    ]
-    fig.legend(handles=handles, loc="lower right", fontsize=8, frameon=False)
-    return _save(fig, path, dpi=100)
+
+def representation_map(
+    run_dir: Path, methods: list[str], tau_sim: float, max_points: int, seed: int = 0
+) -> dict[str, Any] | None:
+    """The t-SNE embedding of the base model's question representations (CRaFT Figure 3) and
+    each method's CRSS (:func:`rait.metrics.crss`) over its vanilla and IdK questions; None when
+    the run kept no representations or no method has both kinds."""
+    import numpy as np
+    from sklearn.manifold import TSNE
+
+    from rait.metrics import crss
+    from rait.representations import load_representations
+
+    loaded = load_representations(run_dir / "representations")
+    if loaded is None:
+        return None
+    ids, reps = loaded
+    row_of = {qid: row for row, qid in enumerate(ids)}
+    per_method: dict[str, dict[str, Any]] = {}
+    for method, kind_of in built_kinds(run_dir, methods).items():
+        van = [row_of[i] for i, k in kind_of.items() if k == "van" and i in row_of]
+        idk = [row_of[i] for i, k in kind_of.items() if k == "idk" and i in row_of]
+        if van and idk:
+            per_method[method] = {
+                "kinds": kind_of,
+                "crss": crss(reps[idk], reps[van], tau_sim),
+                "n_van": len(van),
+                "n_idk": len(idk),
+            }
+    if not per_method or len(ids) < 5:
+        return None
+    rows = np.arange(len(ids))
+    if len(rows) > max_points:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_points, replace=False))
+    unit = reps[rows] / np.maximum(np.linalg.norm(reps[rows], axis=1, keepdims=True), 1e-12)
+    # on unit vectors Euclidean distance is monotone in cosine similarity, CRSS's measure
+    embedding = TSNE(
+        n_components=2,
+        perplexity=min(30.0, (len(rows) - 1) / 3),
+        init="pca",
+        random_state=seed,
+    ).fit_transform(unit.astype(np.float64))
+    return {
+        "ids": [ids[r] for r in rows],
+        "xy": embedding,
+        "methods": per_method,
+        "tau_sim": tau_sim,
+        "n_questions": len(ids),
+    }
+
+
+def plot_representation_map(data: dict[str, Any], path: Path) -> Path:
+    """One t-SNE panel per method: vanilla and IdK questions, the method's CRSS in the title."""
+    methods = list(data["methods"])
+    fig, axes = _method_grid(methods, 3.4)
+    for ax, method in zip(axes, methods, strict=True):
+        info = data["methods"][method]
+        for kind in ("dropped", "van", "idk"):
+            pts = [
+                (x, y)
+                for qid, (x, y) in zip(data["ids"], data["xy"], strict=True)
+                if info["kinds"].get(qid, "dropped") == kind
+            ]
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), s=7, color=KIND_COLOURS[kind], alpha=0.8)
+        ax.set_title(f"{method}  CRSS {100 * info['crss']:.1f}%", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, path, dpi=100, bottom=_kind_legend(fig))
 
 
 # --------------------------------------------------------------------------- examples
@@ -427,6 +531,20 @@ def run_report(cfg: ReportConfig) -> dict[str, str]:
                     path,
                 )
             )
+    rmap = representation_map(run_dir, methods_of(metrics), cfg.tau_sim, cfg.tsne_points, cfg.seed)
+    if rmap is not None:
+        crss_list = ", ".join(f"{m} {100 * v['crss']:.1f}%" for m, v in rmap["methods"].items())
+        figures.append(
+            (
+                "Question representations (t-SNE) and CRSS",
+                f"The base model's last-layer representation of each training question "
+                f"(t-SNE of {len(rmap['ids'])} of {rmap['n_questions']}), coloured by what each "
+                f"method did with it. CRSS is the share of a method's refusal (IdK) questions "
+                f"whose most similar kept (vanilla) question has cosine similarity above "
+                f"{rmap['tau_sim']} (CRaFT section 3.2): {crss_list}.",
+                plot_representation_map(rmap, out / "representations_tsne.png"),
+            )
+        )
     figures.append(
         (
             "Reliability",

@@ -142,3 +142,80 @@ def run_crss(cfg: CrssConfig) -> dict:
         "tau_mu": cfg.tau_mu if cfg.knowledge else None,
         "model": cfg.model.name,
     }
+
+
+# --------------------------------------------------------------------------- the run's stage
+REPRESENTATIONS_FILE = "representations.npy"
+IDS_FILE = "ids.json"
+
+
+@dataclass
+class RepresentationsConfig:
+    """The ``representations`` stage of ``rait run``: the base model's representation of every
+    training question (``data``), kept for the report's t-SNE and CRSS (CRaFT Figure 3)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataSource = field(default_factory=DataSource)
+    batch_size: int = 8
+
+    def validate(self) -> None:
+        if self.batch_size <= 0:
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+
+
+def run_representations(cfg: RepresentationsConfig, out_dir: str | Path, log=print) -> dict:
+    """Write ``representations.npy`` ([n, hidden] float32) and ``ids.json`` (the question of
+    each row) into ``out_dir``; cached like every stage (an unchanged config and data set is
+    not run again)."""
+    import numpy as np
+
+    from rait.config import config_to_dict
+    from rait.fileio import atomic_open, write_json
+    from rait.rundir import Stage
+
+    cfg.validate()
+    records = load_source(cfg.data)
+    inputs = [cfg.data.path] if cfg.data.path else []
+    stage = Stage(Path(out_dir), "representations", config_to_dict(cfg), inputs)
+    if stage.is_complete():
+        log(f"[representations] up to date, skipped ({stage.path})")
+        return {"n": len(records), "path": str(stage.path)}
+    stage.begin()
+    log(f"[representations] {len(records)} questions -> {stage.path}")
+    lm = load_model(cfg.model)
+    reps = question_representations(lm, records, batch_size=cfg.batch_size)
+    with atomic_open(stage.path / REPRESENTATIONS_FILE, "wb") as handle:
+        np.save(handle, reps.astype(np.float32))
+    write_json(stage.path / IDS_FILE, [r.id for r in records])
+    stage.complete({"n": len(records), "hidden": int(reps.shape[1])})
+    return {"n": len(records), "path": str(stage.path)}
+
+
+def load_representations(folder: str | Path) -> tuple[list[str], Any] | None:
+    """``(ids, [n, hidden] array)`` written by :func:`run_representations`, or None when the
+    folder has none; a clear error when the two files disagree."""
+    import json
+
+    import numpy as np
+
+    folder = Path(folder)
+    reps_path, ids_path = folder / REPRESENTATIONS_FILE, folder / IDS_FILE
+    if not reps_path.is_file() or not ids_path.is_file():
+        return None
+    try:
+        ids = json.loads(ids_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"not valid JSON ({exc})", Location(str(ids_path))) from None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise DataError("must be a JSON list of question ids", Location(str(ids_path)))
+    try:
+        reps = np.load(reps_path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"not a NumPy array file ({exc})", Location(str(reps_path))) from None
+    if reps.ndim != 2 or reps.shape[0] != len(ids):
+        raise DataError(
+            f"has shape {tuple(reps.shape)}; expected [{len(ids)}, hidden] (one row per id in "
+            f"{IDS_FILE})",
+            Location(str(reps_path)),
+        )
+    return ids, reps

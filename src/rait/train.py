@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rait.config import config_to_dict
+from rait.distributed import Processes
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import read_json, read_jsonl_rows, write_json
 from rait.models import ModelConfig, render_prompt, resolve_device
@@ -41,6 +42,8 @@ ADAPTER_DIR = "adapter"
 MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
 SUMMARY_FILE = "train_summary.json"
+#: what ``pip install rait[logging]`` brings for each logger of ``report_to``
+LOGGER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
 FINETUNING = ("lora", "full")
 LOSS_REDUCTIONS = ("sample", "token")
 
@@ -124,6 +127,35 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
         self.model.validate()
+        self.loggers()
+
+    def loggers(self) -> list[str]:
+        """``report_to`` as the trainer's list (``tensorboard,wandb`` → both), each checked to
+        be one of the trainer's loggers and installed."""
+        names = [n.strip() for n in self.report_to.split(",") if n.strip()]
+        if not names:
+            raise ConfigError("report_to is empty: use none, tensorboard, wandb, ...")
+        if names in (["none"], ["all"]):
+            return names
+        from transformers.integrations.integration_utils import (
+            INTEGRATION_TO_CALLBACK,
+            get_available_reporting_integrations,
+        )
+
+        available = get_available_reporting_integrations()
+        for name in names:
+            if name not in INTEGRATION_TO_CALLBACK:
+                raise ConfigError(
+                    f"report_to: unknown logger {name!r}; known: none, all, "
+                    + ", ".join(sorted(INTEGRATION_TO_CALLBACK))
+                )
+            if name not in available:
+                package = LOGGER_PACKAGES.get(name, name)
+                raise ConfigError(
+                    f"report_to: {name} is not installed: pip install {package}"
+                    + (" (or rait[logging])" if name in LOGGER_PACKAGES else "")
+                )
+        return names
 
     def accumulation_steps(self, world_size: int = 1) -> int:
         per_step = self.batch_size * world_size
@@ -450,7 +482,7 @@ def build_trainer(
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
-        report_to=cfg.report_to,
+        report_to=cfg.loggers(),
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=bf16,
@@ -486,6 +518,17 @@ def build_trainer(
     return SFTTrainer(**kwargs)
 
 
+def _finish_wandb(cfg: TrainConfig) -> None:
+    """Close this training's W&B run (the trainer leaves it open): each training of a
+    ``rait run`` is its own W&B run, and an offline run is written out now."""
+    if "wandb" in cfg.loggers() or cfg.loggers() == ["all"]:
+        import sys
+
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.finish()
+
+
 def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
     """Train on ``cfg.data`` into ``out_dir`` (cached: an unchanged config and data set is not
     trained again; a killed run resumes from its last checkpoint)."""
@@ -499,9 +542,16 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
     if stage.is_complete():
         log(f"[train] up to date, skipped ({stage.path})")
         return read_json(stage.path / SUMMARY_FILE)
-    resuming = stage.begin()
+    # under torchrun/accelerate every rank trains; rank 0 alone prepares and completes the
+    # stage folder (a fresh start wipes it, so after the barrier every rank sees the same
+    # checkpoints)
+    procs = Processes.from_env()
+    procs.barrier()
+    if procs.main:
+        stage.begin()
+    procs.barrier()
     checkpoints = stage.path / CHECKPOINTS_DIR
-    resume_from = _latest_checkpoint(checkpoints) if resuming else None
+    resume_from = _latest_checkpoint(checkpoints)
     log(f"[train] {'resuming from ' + resume_from if resume_from else 'running'} -> {stage.path}")
     lm, model = _load_for_training(cfg)
     examples = tokenize_rows(rows, lm.tokenizer, lm.use_chat_template, cfg.max_length, cfg.data)
@@ -509,6 +559,7 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
+    _finish_wandb(cfg)
     if trainer.is_world_process_zero():
         target = stage.path / (ADAPTER_DIR if cfg.finetuning == "lora" else MODEL_DIR)
         trainer.model.save_pretrained(str(target))
@@ -537,5 +588,5 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
         }
         write_json(stage.path / SUMMARY_FILE, summary)
         stage.complete({"output": target.name, "summary": SUMMARY_FILE})
-        return summary
-    return {}
+    procs.barrier()
+    return read_json(stage.path / SUMMARY_FILE)

@@ -1,0 +1,172 @@
+"""Several processes on one stage: ``torchrun`` / ``accelerate launch`` ranks, and shards of a
+probe or an evaluation with a merge step.
+
+**Ranks.** Under ``torchrun --nproc_per_node N -m rait ...`` (or ``accelerate launch -m rait``)
+:class:`Processes` joins the launcher's process group (NCCL on GPUs, gloo on CPUs; each rank on
+GPU ``LOCAL_RANK``). Training runs DDP through the trainer (``rait.train``); the gradient
+extraction splits its batches (``rait.influence``); the probe and the evaluation split theirs
+into one shard per rank, and rank 0 merges them.
+
+**Shards.** ``rait probe|eval ... --shard K/N`` answers only shard K of N (every N-th batch,
+from K) into ``OUT.shards/<fingerprint>/K-of-N.jsonl``, and writes nothing else: N such
+commands run side by side as independent processes, e.g. one vLLM engine per GPU
+(``CUDA_VISIBLE_DEVICES=K``). The same command without ``--shard`` is the merge step: it
+takes every finished row of the shards of the same configuration (the fingerprint: same model,
+data and settings), answers whatever is still missing itself, and writes the stage as one
+process would. A killed shard resumes from its file; shards of another configuration are
+never merged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rait.errors import ConfigError, DataError, Location
+
+T = TypeVar("T")
+
+#: a rank may wait this long for the others (a long shard of a probe): not the default 30 min
+BARRIER_TIMEOUT = timedelta(hours=24)
+
+
+@dataclass
+class Processes:
+    """This process's rank among ``world`` (1 when not launched by torchrun/accelerate)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> Processes:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            if torch.cuda.is_available():
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group(
+                "nccl" if torch.cuda.is_available() else "gloo", timeout=BARRIER_TIMEOUT
+            )
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_sum(self, tensor: Any) -> Any:
+        if self.world == 1:
+            return tensor
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def gather(self, items: list) -> list:
+        if self.world == 1:
+            return items
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, items)
+        return [item for part in parts for item in part]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0-based): every ``count``-th batch from ``index``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(
+                f"shard: need 0 <= K < N in K/N, got {self.index}/{self.count} (K counts from 0)"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"K/N"`` (e.g. ``0/4`` … ``3/4``)."""
+        parts = str(text).split("/")
+        try:
+            index, count = (int(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"shard: expected K/N such as 0/4, got {text!r}") from None
+        return cls(index, count)
+
+    @classmethod
+    def of(cls, procs: Processes) -> Shard:
+        return cls(procs.rank, procs.world)
+
+    @property
+    def sharded(self) -> bool:
+        return self.count > 1
+
+    def take(self, items: Sequence[T]) -> list[T]:
+        return list(items[self.index :: self.count])
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def shards_folder(out_dir: Path, fingerprint: dict) -> Path:
+    """Where the shards of the stage ``out_dir`` with this fingerprint write their rows."""
+    from rait.fileio import stable_hash
+
+    return out_dir.parent / f"{out_dir.name}.shards" / stable_hash(fingerprint)[:16]
+
+
+def shard_file(out_dir: Path, fingerprint: dict, shard: Shard) -> Path:
+    return shards_folder(out_dir, fingerprint) / f"{shard.index}-of-{shard.count}.jsonl"
+
+
+def merge_shards(out_dir: Path, fingerprint: dict, out: Any, wanted: set[str]) -> int:
+    """Append to ``out`` (a :class:`rait.rundir.ResumableJsonl`) every row of this
+    fingerprint's shard files that it lacks; returns how many. A row of another question, or a
+    line that is not a JSON object with an ``id``, is an error naming the file and line (a
+    last line cut short by a kill is skipped)."""
+    folder = shards_folder(out_dir, fingerprint)
+    added = 0
+    for path in sorted(folder.glob("*-of-*.jsonl")) if folder.is_dir() else []:
+        data = path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace")
+        for number, line in enumerate(complete.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                where = Location(str(path), number)
+                raise DataError(f"not valid JSON ({exc.msg})", where) from None
+            if not isinstance(row, dict) or "id" not in row:
+                raise DataError("not a row with an `id`", Location(str(path), number, field="id"))
+            if str(row["id"]) not in wanted:
+                raise DataError(
+                    "this question is not in the stage's data (a shard of other data?)",
+                    Location(str(path), number, record=str(row["id"]), field="id"),
+                )
+            if row["id"] not in out:
+                out.append(row)
+                added += 1
+    return added
+
+
+def remove_shards(out_dir: Path) -> None:
+    """Drop the shard files once the merged stage is complete."""
+    shutil.rmtree(out_dir.parent / f"{out_dir.name}.shards", ignore_errors=True)
