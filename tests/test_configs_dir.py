@@ -31,3 +31,32 @@ def test_pipeline_configs_load_and_check(name):
     # the examples run every method (craft-no-flow is CorCer-RAIT under its ablation name)
     assert sorted([*cfg.methods, "craft-no-flow"]) == sorted(METHODS)
     assert {t.role for t in cfg.tests} == {"id", "ood"}
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("ddp.yaml", "MULTI_GPU"),
+        ("fsdp.yaml", "FSDP"),
+        ("deepspeed-zero2.yaml", "DEEPSPEED"),
+        ("deepspeed-zero3.yaml", "DEEPSPEED"),
+        ("cpu-2proc.yaml", "MULTI_CPU"),
+    ],
+)
+def test_accelerate_configs_are_valid_accelerate_configs(name, kind):
+    """accelerate's own loader reads each file (unknown top-level keys are an error there) and
+    every FSDP / DeepSpeed setting is an option `accelerate launch` knows."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.commands.launch import launch_command_parser
+
+    path = CONFIGS / "accelerate" / name
+    config = load_config_from_file(str(path))
+    assert config.distributed_type.value == kind
+    options = {action.dest for action in launch_command_parser()._actions}
+    for section in (config.fsdp_config, config.deepspeed_config):
+        unknown = sorted(set(section or {}) - options)
+        assert not unknown, f"{name}: accelerate launch has no option {unknown}"
+    if kind == "FSDP":
+        assert config.fsdp_config["fsdp_version"] == 2
+    if kind == "DEEPSPEED":
+        assert config.deepspeed_config["zero_stage"] == int(name[-6])

@@ -215,9 +215,25 @@ def test_torchrun_probe_and_eval_shard_over_ranks_and_merge(tiny_model_dir, fact
     assert not (tmp_path / "probe-two.shards").exists()
 
 
-def test_torchrun_ddp_training_equals_one_process(tmp_path, tiny_model_dir):
+ACCELERATE = [
+    "accelerate.commands.launch",
+    "--multi_gpu",  # accelerate's multi-process launcher; on a CPU machine the ranks use gloo
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_ddp_training_equals_one_process(tmp_path, tiny_model_dir, launcher):
     """2 CPU processes (gloo), 1 sample each per step, against 1 process accumulating 2: the
-    same optimizer steps on the same samples, with per-sample weights, give the same LoRA."""
+    same optimizer steps on the same samples, with per-sample weights, give the same LoRA;
+    under torchrun and under accelerate launch."""
     from safetensors.torch import load_file
 
     rows = [
@@ -248,8 +264,16 @@ def test_torchrun_ddp_training_equals_one_process(tmp_path, tiny_model_dir):
     one = run_train(build_config(TrainConfig, settings), tmp_path / "one", log=lambda _: None)
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump(settings))
-    _torchrun("train", "--config", config, "--out", tmp_path / "two")
+    if launcher == "torchrun":
+        _torchrun("train", "--config", config, "--out", tmp_path / "two")
+    else:
+        cmd = [sys.executable, "-m", *ACCELERATE, "-m", "rait", "train"]
+        cmd += ["--config", str(config), "--out", str(tmp_path / "two")]
+        done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-4000:]
     two = json.loads((tmp_path / "two" / "train_summary.json").read_text())
+    assert (two["processes"], two["distributed"]) == (2, "MULTI_CPU")
+    assert (one["processes"], one["distributed"]) == (1, "NO")
     assert two["steps"] == one["steps"] == 4
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
     a = load_file(tmp_path / "one" / "adapter" / "adapter_model.safetensors")

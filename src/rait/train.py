@@ -518,6 +518,10 @@ def build_trainer(
     return SFTTrainer(**kwargs)
 
 
+def _quiet(*_: Any) -> None:
+    pass
+
+
 def _finish_wandb(cfg: TrainConfig) -> None:
     """Close this training's W&B run (the trainer leaves it open): each training of a
     ``rait run`` is its own W&B run, and an offline run is written out now."""
@@ -546,6 +550,8 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
     # stage folder (a fresh start wipes it, so after the barrier every rank sees the same
     # checkpoints)
     procs = Processes.from_env()
+    if not procs.main:
+        log = _quiet  # one rank speaks
     procs.barrier()
     if procs.main:
         stage.begin()
@@ -560,9 +566,11 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
     result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
     _finish_wandb(cfg)
+    target = stage.path / (ADAPTER_DIR if cfg.finetuning == "lora" else MODEL_DIR)
+    # every rank takes part: under FSDP or DeepSpeed ZeRO-3 the weights are gathered first
+    trainer.save_model(str(target))
     if trainer.is_world_process_zero():
-        target = stage.path / (ADAPTER_DIR if cfg.finetuning == "lora" else MODEL_DIR)
-        trainer.model.save_pretrained(str(target))
+        (target / "training_args.bin").unlink(missing_ok=True)  # the checkpoints keep them
         lm.tokenizer.save_pretrained(str(target))
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
         summary = {
@@ -575,6 +583,8 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
                 "all_one": all(e.weight == 1.0 for e in examples),
             },
             "finetuning": cfg.finetuning,
+            "processes": trainer.args.world_size,
+            "distributed": str(trainer.accelerator.distributed_type.value),
             "steps": trainer.state.global_step,
             "epochs": cfg.epochs,
             "train_loss": result.training_loss,
