@@ -296,3 +296,100 @@ def test_report_to_a_logger_that_is_not_installed(tmp_path, tiny_model_dir, monk
     )
     with pytest.raises(ConfigError, match=r"wandb is not installed: pip install wandb"):
         build_config(PipelineConfig, config)
+
+
+def _answers(run):
+    out = {}
+    for path in sorted(run.glob("eval/*/*/predictions.jsonl")):
+        out[str(path.relative_to(run))] = sorted(path.read_text().splitlines())
+    return out
+
+
+def test_parallel_shards_and_train_launcher_give_the_single_process_run(
+    tmp_path, tiny_model_dir, capfd
+):
+    """`parallel`: the probe and every evaluation as 2 shard processes then merged, the
+    training under torchrun with 2 CPU processes: the same knowledge, answers and adapter."""
+    import sys
+
+    from safetensors.torch import load_file
+
+    train = TINY_TRAIN | {"batch_size": 1}  # 1 sample per process and step, 2 per step
+    single = _config(
+        tmp_path / "one", tiny_model_dir, ["cor-rait"], representations=None, train=train
+    )
+    _run(_write(tmp_path, single, "one.yaml"))
+    launcher = f"{sys.executable} -m torch.distributed.run --nproc_per_node 2 --standalone"
+    parallel = _config(
+        tmp_path / "two",
+        tiny_model_dir,
+        ["cor-rait"],
+        representations=None,
+        train=train,
+        parallel={"shards": 2, "train_launcher": launcher},
+    )
+    capfd.readouterr()
+    results = _run(_write(tmp_path, parallel, "two.yaml"))
+    out = capfd.readouterr().out
+    assert "[probe] merged 16 rows from the shards" in out
+    assert out.count("answers from the shards") == 6  # 3 rows × 2 test sets
+    one, two = tmp_path / "one" / "run", tmp_path / "two" / "run"
+    assert sorted((two / "probe" / "knowledge.jsonl").read_text().splitlines()) == sorted(
+        (one / "probe" / "knowledge.jsonl").read_text().splitlines()
+    )
+    assert _answers(two) == _answers(one)
+    trained = json.loads((two / "train" / "cor-rait" / "train_summary.json").read_text())
+    assert trained["processes"] == 2
+    a = load_file(one / "train" / "cor-rait" / "adapter" / "adapter_model.safetensors")
+    b = load_file(two / "train" / "cor-rait" / "adapter" / "adapter_model.safetensors")
+    for key in a:
+        assert (a[key] - b[key]).abs().max() < 1e-5
+    assert (two / "launch" / "probe.shard1of2.log").is_file()
+    assert len(results["rows"]) == 6
+
+
+def test_a_failed_launched_process_is_one_error_with_its_log(tmp_path, tiny_model_dir):
+    import sys
+
+    from rait.errors import LaunchError
+
+    launcher = f"{sys.executable} -m torch.distributed.run --nproc_per_node 2 --standalone"
+    config = _config(tmp_path, tiny_model_dir, ["cor-rait"], parallel={"train_launcher": launcher})
+    # TINY_TRAIN's one step of 2 samples cannot be split over 2 processes of batch 2
+    with pytest.raises(LaunchError, match=r"rait: error: effective_batch_size 2 is not a multiple"):
+        _run(_write(tmp_path, config))
+
+    config = _config(tmp_path, tiny_model_dir, ["cor-rait"], parallel={"train_launcher": "false"})
+    with pytest.raises(LaunchError, match=r"exited with 1: false -m rait train.*train-cor-rait"):
+        _run(_write(tmp_path, config))
+
+
+@pytest.mark.parametrize(
+    ("parallel", "match"),
+    [
+        ({"shards": 0}, "parallel.shards must be >= 1"),
+        ({"shards": 2, "devices": ["0"]}, "1 device sets for 2 shard"),
+        ({"train_launcher": "  "}, "parallel.train_launcher is empty"),
+        ({"train_launcher": "no-such-launcher-xyz"}, "cannot start the launcher"),
+    ],
+)
+def test_bad_parallel_settings(tmp_path, tiny_model_dir, parallel, match):
+    from rait.errors import RaitError
+
+    config = _config(tmp_path, tiny_model_dir, ["cor-rait"], parallel=parallel)
+    with pytest.raises(RaitError, match=match):
+        _run(_write(tmp_path, config))
+
+
+def test_devices_with_one_shard_run_probe_and_eval_in_their_own_process(
+    tmp_path, tiny_model_dir, capfd
+):
+    config = _config(tmp_path, tiny_model_dir, [], representations=None, parallel={"devices": [""]})
+    config["baselines"] = ["init-basic"]
+    _run(_write(tmp_path, config))
+    out = capfd.readouterr().out
+    assert "[probe] 1 shard process(es) running" in out and "[probe] up to date, skipped" in out
+    run = tmp_path / "run"
+    assert (run / "launch" / "probe.shard0of1.log").is_file()
+    assert "[probe] running" in (run / "launch" / "probe.shard0of1.log").read_text()
+    assert len((run / "probe" / "knowledge.jsonl").read_text().splitlines()) == 16

@@ -386,6 +386,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rait.compare import CompareConfig, run_compare
+
+    cfg = CompareConfig(runs=args.run_dirs, names=args.names, out=args.out, title=args.title)
+    paths = run_compare(cfg)
+    from pathlib import Path
+
+    print(Path(paths["markdown"]).read_text(encoding="utf-8").split("\n## ")[0].rstrip())
+    print(f"\ncompare: {paths['html']} (and compare.md, compare.json)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from rait.report import ReportConfig, run_report
 
@@ -699,6 +711,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the most questions the t-SNE embeds, a seeded sample (default 2000)",
     )
     report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser(
+        "compare",
+        help="several runs side by side: one table and one Pc–Pw plane (HTML, Markdown, JSON)",
+    )
+    compare.add_argument("run_dirs", nargs="+", help="run directories (rait run / rait demo)")
+    compare.add_argument("--names", nargs="+", help="a label per run (default: folder names)")
+    compare.add_argument("--out", default="compare", help="output folder (default ./compare)")
+    compare.add_argument("--title", help="the page's title")
+    compare.set_defaults(func=cmd_compare)
 
     demo = sub.add_parser(
         "demo",

@@ -7,6 +7,12 @@ GPU ``LOCAL_RANK``). Training runs DDP through the trainer (``rait.train``); the
 extraction splits its batches (``rait.influence``); the probe and the evaluation split theirs
 into one shard per rank, and rank 0 merges them.
 
+**Launching.** ``rait run`` with a ``parallel`` section starts these processes itself
+(:func:`run_shards`, :func:`run_launched`): N shards side by side, each with its own
+``CUDA_VISIBLE_DEVICES``, then the merge in its own process; each training under a launcher
+(``torchrun …`` or ``accelerate launch …``). Every launched command writes its output to
+``RUN/launch/NAME.log``.
+
 **Shards.** ``rait probe|eval ... --shard K/N`` answers only shard K of N (every N-th batch,
 from K) into ``OUT.shards/<fingerprint>/K-of-N.jsonl``, and writes nothing else: N such
 commands run side by side as independent processes, e.g. one vLLM engine per GPU
@@ -21,14 +27,17 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rait.errors import ConfigError, DataError, Location
+from rait.errors import ConfigError, DataError, LaunchError, Location
 
 T = TypeVar("T")
 
@@ -170,3 +179,81 @@ def merge_shards(out_dir: Path, fingerprint: dict, out: Any, wanted: set[str]) -
 def remove_shards(out_dir: Path) -> None:
     """Drop the shard files once the merged stage is complete."""
     shutil.rmtree(out_dir.parent / f"{out_dir.name}.shards", ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- launching
+def write_stage_config(cfg: Any, path: Path) -> Path:
+    """A stage's dataclass config as the YAML its ``rait COMMAND --config`` reads back."""
+    import yaml
+
+    from rait.config import config_to_dict
+    from rait.fileio import atomic_open
+
+    with atomic_open(path) as handle:
+        yaml.safe_dump(config_to_dict(cfg), handle, sort_keys=False, allow_unicode=True)
+    return path
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    """rait's own error lines when the log has them (once each), else its last lines."""
+    text = path.read_text(encoding="utf-8", errors="replace").rstrip().splitlines()
+    errors = list(dict.fromkeys(line for line in text if line.startswith("rait: error")))
+    return "\n".join("    " + line for line in (errors or text[-lines:]))
+
+
+def _wait(jobs: list[tuple[list[str], subprocess.Popen, Path]]) -> None:
+    failed = [(cmd, job.wait(), log) for cmd, job, log in jobs]
+    failed = [(cmd, code, log) for cmd, code, log in failed if code != 0]
+    if failed:
+        cmd, code, log = failed[0]
+        raise LaunchError(
+            f"{len(failed)} of {len(jobs)} launched process(es) failed; the first exited with "
+            f"{code}: {shlex.join(cmd)}\nits log, {log}, ends with:\n{_tail(log)}"
+        )
+
+
+def run_shards(
+    command: str,
+    cfg: Any,
+    out_dir: Path,
+    shards: int,
+    devices: Sequence[str] | None,
+    launch_dir: Path,
+    name: str,
+    log=print,
+) -> None:
+    """``rait COMMAND --config C --out OUT --shard K/N`` for K = 0..N-1 side by side (shard K
+    with ``CUDA_VISIBLE_DEVICES=devices[K]`` when given); returns when all are done. The merge
+    is the caller's: the same stage run in-process without a shard."""
+    config = write_stage_config(cfg, launch_dir / f"{name}.yaml")
+    jobs = []
+    for index in range(shards):
+        cmd = [sys.executable, "-m", "rait", command, "--config", str(config)]
+        cmd += ["--out", str(out_dir), "--shard", f"{index}/{shards}"]
+        env = dict(os.environ)
+        if devices:
+            env["CUDA_VISIBLE_DEVICES"] = str(devices[index])
+        log_path = launch_dir / f"{name}.shard{index}of{shards}.log"
+        with open(log_path, "w", encoding="utf-8") as handle:
+            job = subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        jobs.append((cmd, job, log_path))
+    log(f"[{name}] {shards} shard process(es) running (logs in {launch_dir})")
+    _wait(jobs)
+
+
+def run_launched(
+    launcher: str, command: str, cfg: Any, out_dir: Path, launch_dir: Path, name: str, log=print
+) -> None:
+    """``LAUNCHER -m rait COMMAND --config C --out OUT`` (e.g. ``torchrun --nproc_per_node 8``
+    or ``accelerate launch --config_file configs/accelerate/ddp.yaml``)."""
+    config = write_stage_config(cfg, launch_dir / f"{name}.yaml")
+    cmd = [*shlex.split(launcher), "-m", "rait", command, "--config", str(config)]
+    cmd += ["--out", str(out_dir)]
+    log_path = launch_dir / f"{name}.log"
+    log(f"[{name}] {shlex.join(cmd)} (log in {log_path})")
+    with open(log_path, "w", encoding="utf-8") as handle:
+        try:
+            job = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)
+        except OSError as exc:
+            raise LaunchError(f"cannot start the launcher {shlex.join(cmd)}: {exc}") from None
+    _wait([(cmd, job, log_path)])

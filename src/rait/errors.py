@@ -55,3 +55,8 @@ class ConfigError(RaitError):
 
 class ModelError(RaitError):
     """A model or tokenizer cannot be loaded or lacks what a stage needs."""
+
+
+class LaunchError(RaitError):
+    """A stage run in other processes (shards, a training launcher) failed; the message names
+    the command and its log."""

@@ -396,6 +396,22 @@ def _inputs(cfg: EvalConfig) -> list[str]:
     return inputs
 
 
+def eval_stage(cfg: EvalConfig, out_dir: str | Path) -> Stage:
+    """The predictions' stage folder and fingerprint: what the answers depend on (not the
+    scoring settings, which are recomputed on every run)."""
+    prediction_config = {
+        "model": config_to_dict(cfg.model),
+        "data": config_to_dict(cfg.data),
+        "refuse_prompt": cfg.refuse_prompt,
+        "match": cfg.match,
+        "phrases": list(cfg.phrases),
+        "confidence": cfg.confidence,
+        "max_new_tokens": cfg.max_new_tokens,
+        "backend": resolve_backend(cfg.backend),
+    }
+    return Stage(Path(out_dir), "eval", prediction_config, _inputs(cfg))
+
+
 def run_eval(
     cfg: EvalConfig, out_dir: str | Path, progress: bool = True, shard: Shard | None = None
 ) -> dict:
@@ -412,21 +428,11 @@ def run_eval(
     task = task_of(records)
     backend = resolve_backend(cfg.backend)
     out_dir = Path(out_dir)
-    prediction_config = {
-        "model": config_to_dict(cfg.model),
-        "data": config_to_dict(cfg.data),
-        "refuse_prompt": cfg.refuse_prompt,
-        "match": cfg.match,
-        "phrases": list(cfg.phrases),
-        "confidence": cfg.confidence,
-        "max_new_tokens": cfg.max_new_tokens,
-        "backend": backend,
-    }
     baseline_rows = None
     ids = [r.id for r in records]
     if cfg.baseline:
         baseline_rows = load_baseline(cfg.baseline, ids)
-    stage = Stage(out_dir, "eval", prediction_config, _inputs(cfg))
+    stage = eval_stage(cfg, out_dir)
     started = time.perf_counter()
     procs = Processes()
     if stage.is_complete():

@@ -12,6 +12,7 @@ data → probe → (rehearse, influence) → build → train → eval → result
     RUN/train/METHOD/             each method's LoRA (or full) model
     RUN/eval/TEST/METHOD/         predictions and metrics, the baselines included
     RUN/results.md, results.json  the results table (Pc, Pw, THS per test set) and its data
+    RUN/launch/                   configs and logs of the processes a `parallel` section starts
 
 Every stage is cached by its own fingerprint (its config and the bytes of its inputs, see
 :mod:`rait.rundir`): rerunning an unchanged config does nothing; adding or changing a method
@@ -80,6 +81,38 @@ class TestSet:
 
 
 @dataclass
+class ParallelConfig:
+    """How ``rait run`` spreads its heavy stages over processes (see :mod:`rait.distributed`).
+
+    ``shards``: the probe and every evaluation run as this many processes side by side
+    (``rait probe|eval --shard K/N``, e.g. one vLLM engine per GPU), then merged; ``devices``:
+    each shard's ``CUDA_VISIBLE_DEVICES`` (``["0", "1"]``, or ``["0,1", "2,3"]`` for
+    tensor-parallel pairs with ``vllm_tensor_parallel_size: 2``); with ``devices`` set and one
+    shard, the probe and the evaluations still run in their own process, so that a vLLM engine
+    gives its GPU memory back before the training; ``train_launcher``: every
+    training runs under this command, e.g. ``torchrun --nproc_per_node 8`` or
+    ``accelerate launch --config_file configs/accelerate/deepspeed-zero3.yaml``.
+    """
+
+    shards: int = 1
+    devices: list[str] | None = None
+    train_launcher: str | None = None
+
+    def validate(self) -> None:
+        import shlex
+
+        if self.shards < 1:
+            raise ConfigError(f"parallel.shards must be >= 1, got {self.shards}")
+        if self.devices is not None and len(self.devices) != self.shards:
+            raise ConfigError(
+                f"parallel.devices names {len(self.devices)} device sets for "
+                f"{self.shards} shard(s): give one per shard"
+            )
+        if self.train_launcher is not None and not shlex.split(self.train_launcher):
+            raise ConfigError("parallel.train_launcher is empty: e.g. torchrun --nproc_per_node 8")
+
+
+@dataclass
 class PipelineConfig:
     """Everything ``rait run`` does (see the module docstring).
 
@@ -89,7 +122,8 @@ class PipelineConfig:
     ``baselines``: base-model rows (``init-basic`` is always evaluated when any row needs
     THS). ``train.model`` is the top-level ``model``; ``eval`` settings apply to every row.
     ``representations``: the base model's question representations for the report's t-SNE
-    and CRSS (``null`` skips the stage).
+    and CRSS (``null`` skips the stage). ``parallel``: shards for the probe and the
+    evaluations, a launcher for the trainings (:class:`ParallelConfig`).
     """
 
     run_dir: str = "runs/rait"
@@ -107,6 +141,7 @@ class PipelineConfig:
     build: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     eval: dict[str, Any] = field(default_factory=dict)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     title: str | None = None
 
     def validate(self) -> None:
@@ -268,13 +303,14 @@ class PipelineConfig:
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
     """Run (or resume, or skip) every stage of ``cfg``; returns ``results.json``'s content."""
     from rait.build import run_build
-    from rait.evaluate import run_eval
+    from rait.distributed import run_launched, run_shards
+    from rait.evaluate import eval_stage, run_eval
     from rait.influence import run_influence
-    from rait.probe import run_probe
+    from rait.probe import probe_stage, run_probe
     from rait.rehearse import run_rehearse
     from rait.representations import run_representations
     from rait.results import results_json, results_table
-    from rait.train import run_train
+    from rait.train import run_train, train_stage
 
     cfg.validate()
     run = RunDir(cfg.run_dir)
@@ -297,7 +333,32 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
         timings[name] = round(time.perf_counter() - t0, 2)
         return result
 
-    timed("probe", run_probe, stages["probe"], root / "probe")
+    launch = root / "launch"
+
+    def sharded(command: str, stage_cfg: Any, out: Path, stage, run_fn, name: str):
+        """``run_fn`` in-process, after the shards when the config asks for them (the
+        in-process run is then the merge)."""
+        if (cfg.parallel.shards > 1 or cfg.parallel.devices) and not stage.is_complete():
+            launch.mkdir(parents=True, exist_ok=True)
+            devices = cfg.parallel.devices
+            run_shards(command, stage_cfg, out, cfg.parallel.shards, devices, launch, name, log)
+        return run_fn(stage_cfg, out)
+
+    def probe(stage_cfg, out):
+        return sharded("probe", stage_cfg, out, probe_stage(stage_cfg, out), run_probe, "probe")
+
+    def evaluate(stage_cfg, out):
+        name = f"eval-{stage_cfg.test_set}-{stage_cfg.method}"
+        return sharded("eval", stage_cfg, out, eval_stage(stage_cfg, out), run_eval, name)
+
+    def train(stage_cfg, out):
+        launcher = cfg.parallel.train_launcher
+        if launcher and not train_stage(stage_cfg, out).is_complete():
+            launch.mkdir(parents=True, exist_ok=True)
+            run_launched(launcher, "train", stage_cfg, out, launch, f"train-{out.name}", log)
+        return run_train(stage_cfg, out, log=log)
+
+    timed("probe", probe, stages["probe"], root / "probe")
     if "representations" in stages:
         timed(
             "representations",
@@ -316,7 +377,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
             if method == "init-basic" or method in cfg.baselines:
                 out = root / "eval" / test.name / method
                 timed(
-                    f"eval {test.name} {method}", run_eval, stages["eval"][(test.name, method)], out
+                    f"eval {test.name} {method}", evaluate, stages["eval"][(test.name, method)], out
                 )
     for method in cfg.methods:
         timed(
@@ -325,15 +386,13 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
             stages["build"][method],
             root / "build" / f"{method}.jsonl",
         )
-        trained = timed(
-            f"train {method}", run_train, stages["train"][method], root / "train" / method, log=log
-        )
+        trained = timed(f"train {method}", train, stages["train"][method], root / "train" / method)
         model = cfg.trained_model(trained)
         for test in cfg.tests:
             out = root / "eval" / test.name / method
             timed(
                 f"eval {test.name} {method}",
-                run_eval,
+                evaluate,
                 cfg.eval_config(root, test, method, model),
                 out,
             )

@@ -389,6 +389,15 @@ def _summary(rows: Sequence[dict], seconds: float, backend: str) -> dict:
     return summary
 
 
+def probe_stage(cfg: ProbeConfig, out_dir: str | Path) -> Stage:
+    """The probe's stage folder and fingerprint: its config with the resolved backend (part of
+    the result's identity) and the bytes of its data and shots."""
+    config = config_to_dict(cfg)
+    config["backend"] = resolve_backend(cfg.backend)
+    inputs = [s.path for s in (cfg.data, cfg.shots) if s is not None and s.path]
+    return Stage(Path(out_dir), "probe", config, inputs)
+
+
 def run_probe(
     cfg: ProbeConfig, out_dir: str | Path, progress: bool = True, shard: Shard | None = None
 ) -> dict:
@@ -402,11 +411,8 @@ def run_probe(
     records, pool = _load_inputs(cfg)
     task = task_of(records)
     backend = resolve_backend(cfg.backend)
-    config = config_to_dict(cfg)
-    config["backend"] = backend  # the resolved backend is part of the result's identity
-    inputs = [s.path for s in (cfg.data, cfg.shots) if s is not None and s.path]
     out_dir = Path(out_dir)
-    stage = Stage(out_dir, "probe", config, inputs)
+    stage = probe_stage(cfg, out_dir)
     if stage.is_complete():
         print(f"[probe] up to date, skipped ({stage.path})")
         return read_json(stage.path / SUMMARY_FILE)

@@ -184,8 +184,13 @@ def plot_pc_pw_plane(metrics: list[dict], path: Path) -> Path:
     fig, panels, colour_of = _panels(metrics, 4.8)
     for ax, (test, role) in panels:
         rows = [m for m in metrics if m["test_set"] == test]
-        base = (rows[0].get("baseline") or {}) if rows else {}
-        pc0, pw0 = base.get("pc0"), base.get("pw0")
+        # the iso-lines of the base model, when every row has the same one (several runs of
+        # `rait compare` may have different base models: their stars, no lines)
+        bases = {
+            ((m.get("baseline") or {}).get("pc0"), (m.get("baseline") or {}).get("pw0"))
+            for m in rows
+        } - {(None, None)}
+        pc0, pw0 = next(iter(bases)) if len(bases) == 1 else (None, None)
         ax.plot([0, 1], [1, 0], color="#868e96", lw=0.8, ls=":")  # Pc + Pw = 1 (no refusal)
         if pc0 is not None and pw0:
             for level in (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
@@ -198,7 +203,7 @@ def plot_pc_pw_plane(metrics: list[dict], path: Path) -> Path:
                     ax.text(x_label, y_label, f"{100 * level:+.0f}", fontsize=7, color="#868e96")
         for m in rows:
             colour = colour_of(m["method"])
-            star = m["method"] == "init-basic"
+            star = m.get("base_method", m["method"]) == "init-basic"
             ax.scatter(
                 m["pw"],
                 m["pc"],
@@ -214,7 +219,8 @@ def plot_pc_pw_plane(metrics: list[dict], path: Path) -> Path:
         ax.set_ylim(0, 1)
         ax.set_xlabel("Pw (wrong answers)")
         ax.set_ylabel("Pc (correct answers)")
-        ax.set_title(f"{test} ({role.upper()}): THS iso-lines ×100")
+        lines = ": THS iso-lines ×100" if pc0 is not None and pw0 else " (several base models)"
+        ax.set_title(f"{test} ({role.upper()}){lines}")
         ax.grid(alpha=0.2)
     panels[-1][0].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _save(fig, path)
@@ -501,6 +507,26 @@ text-align:left}img{max-width:100%}code{background:#f1f3f5;padding:0 .2em}.note{
 font-size:.9em}li{margin:.2em 0}"""
 
 
+def html_page(title: str, body: list[str]) -> str:
+    """A self-contained HTML page (inline style, no scripts, nothing loaded)."""
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
+        f"{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
+
+
+def html_figure(heading: str, path: Path, caption: str | None = None) -> list[str]:
+    """A figure's heading, caption and PNG, embedded as base64."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return [
+        f"<h2>{html.escape(heading)}</h2>",
+        *([f"<p class='note'>{html.escape(caption)}</p>"] if caption else []),
+        f"<img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>",
+    ]
+
+
 def run_report(cfg: ReportConfig) -> dict[str, str]:
     """Write ``report.html`` and ``report.md`` (with the figures) for a run; returns paths."""
     cfg.validate()
@@ -566,12 +592,7 @@ def run_report(cfg: ReportConfig) -> dict[str, str]:
     ]
     for heading, caption, path in figures:
         md += [f"## {heading}", "", caption, "", f"![{heading}]({path.name})", ""]
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        page += [
-            f"<h2>{html.escape(heading)}</h2>",
-            f"<p class='note'>{html.escape(caption)}</p>",
-            f"<img alt='{html.escape(heading)}' src='data:image/png;base64,{data}'>",
-        ]
+        page += html_figure(heading, path, caption)
     if changed:
         md += ["## Answers that turned into refusals", ""]
         page.append("<h2>Answers that turned into refusals</h2>")
@@ -594,14 +615,8 @@ def run_report(cfg: ReportConfig) -> dict[str, str]:
             md.append("")
             page.append("</ul>")
     html_path, md_path = out / "report.html", out / "report.md"
-    document = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
-        f"{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(page)
-        + "</body></html>\n"
-    )
     with atomic_open(html_path) as handle:
-        handle.write(document)
+        handle.write(html_page(title, page))
     with atomic_open(md_path) as handle:
         handle.write("\n".join(md) + "\n")
     return {"html": str(html_path), "markdown": str(md_path)}

@@ -533,6 +533,11 @@ def _finish_wandb(cfg: TrainConfig) -> None:
             wandb.finish()
 
 
+def train_stage(cfg: TrainConfig, out_dir: str | Path) -> Stage:
+    """The training's stage folder and fingerprint: its config and the training set's bytes."""
+    return Stage(Path(out_dir), "train", config_to_dict(cfg), [str(cfg.data)])
+
+
 def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
     """Train on ``cfg.data`` into ``out_dir`` (cached: an unchanged config and data set is not
     trained again; a killed run resumes from its last checkpoint)."""
@@ -541,8 +546,7 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
         raise ConfigError("train: `data` (a built JSONL set) is required")
     cfg.accumulation_steps(int(os.environ.get("WORLD_SIZE", "1")))
     rows = read_training_rows(str(cfg.data), cfg.use_weights)
-    config = config_to_dict(cfg)
-    stage = Stage(Path(out_dir), "train", config, [str(cfg.data)])
+    stage = train_stage(cfg, out_dir)
     if stage.is_complete():
         log(f"[train] up to date, skipped ({stage.path})")
         return read_json(stage.path / SUMMARY_FILE)
