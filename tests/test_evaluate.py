@@ -202,7 +202,9 @@ def scripted(monkeypatch):
 
     def install(engine):
         holder["engine"] = engine
-        monkeypatch.setattr(evaluate_module, "load_engine", lambda *a, **k: engine)
+        import rait.backends
+
+        monkeypatch.setattr(rait.backends, "load_engine", lambda *a, **k: engine)
         return engine
 
     return install

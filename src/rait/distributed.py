@@ -31,7 +31,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -174,6 +174,35 @@ def merge_shards(out_dir: Path, fingerprint: dict, out: Any, wanted: set[str]) -
                 out.append(row)
                 added += 1
     return added
+
+
+def run_shard(
+    name: str,
+    stage: Any,
+    shard: Shard,
+    procs: Processes,
+    work: Callable[[Any], None],
+    merged_result: Path,
+) -> dict | None:
+    """``work(rows)`` for ``shard`` of ``stage`` into its shard file (a
+    :class:`rait.rundir.ResumableJsonl`). Returns what the stage returns: this shard's count
+    for an independent shard process, the merged stage's result (``merged_result``) on a
+    torchrun rank other than 0 once rank 0 has merged; None on rank 0, which goes on to merge."""
+    from rait.fileio import read_json
+    from rait.rundir import ResumableJsonl
+
+    path = shard_file(stage.path, stage.fingerprint(), shard)
+    print(f"[{name}] shard {shard} -> {path}")
+    with ResumableJsonl(path) as rows:
+        work(rows)
+        done = len(rows)
+    if procs.world == 1:
+        return {"shard": str(shard), "n": done, "file": str(path)}
+    procs.barrier()  # every shard is written
+    if not procs.main:
+        procs.barrier()  # rank 0 has merged them
+        return read_json(merged_result)
+    return None
 
 
 def remove_shards(out_dir: Path) -> None:

@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from rait import metrics as M
-from rait.backends import load_engine, resolve_backend
+from rait.backends import load_stage_engine, resolve_backend
 from rait.backends.hf import common_prefix_length
 from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
-from rait.distributed import Processes, Shard, merge_shards, remove_shards, shard_file
+from rait.distributed import Processes, Shard, merge_shards, remove_shards, run_shard
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import read_json, read_jsonl_rows, write_json
 from rait.matching import (
@@ -444,17 +444,16 @@ def run_eval(
             procs = Processes.from_env()
         shard = shard or Shard.of(procs)
         if shard.sharded:
-            path = shard_file(out_dir, stage.fingerprint(), shard)
-            print(f"[eval] shard {shard} of {cfg.method} -> {path}")
-            with ResumableJsonl(path) as out:
-                _answer(cfg, backend, records, out, progress, shard)
-                done = len(out)
-            if procs.world == 1:
-                return {"shard": str(shard), "n": done, "file": str(path)}
-            procs.barrier()  # every shard is written
-            if not procs.main:
-                procs.barrier()  # rank 0 has merged and scored them
-                return read_json(out_dir / METRICS_FILE)
+            answered = run_shard(
+                f"eval {cfg.method}",
+                stage,
+                shard,
+                procs,
+                lambda out: _answer(cfg, backend, records, out, progress, shard),
+                out_dir / METRICS_FILE,
+            )
+            if answered is not None:
+                return answered
         resuming = stage.begin()
         print(f"[eval] {'resuming' if resuming else 'running'} {cfg.method} -> {out_dir}")
         with ResumableJsonl(out_dir / PREDICTIONS_FILE) as out:
@@ -484,18 +483,7 @@ def run_eval(
 
 def _answer(cfg: EvalConfig, backend: str, records, out, progress: bool, shard: Shard) -> None:
     """Load the engine and answer ``shard``'s batches of ``records`` into ``out``."""
-    engine = load_engine(
-        cfg.model,
-        backend,
-        cfg.batch_size,
-        {
-            "tensor_parallel_size": cfg.vllm_tensor_parallel_size,
-            "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
-        },
-    )
-    chat = getattr(engine, "chat", None)
-    if chat is None:
-        chat = engine.lm.use_chat_template
+    engine, chat = load_stage_engine(cfg, backend, cfg.batch_size)
     evaluator = Evaluator(cfg, engine, chat)
     _run_batches(evaluator, records, out, cfg.batch_size, progress, shard)
 

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rait.backends import load_engine, resolve_backend
+from rait.backends import load_stage_engine, resolve_backend
 from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
-from rait.distributed import Processes, Shard, merge_shards, remove_shards, shard_file
+from rait.distributed import Processes, Shard, merge_shards, remove_shards, run_shard
 from rait.encoders import DEFAULT_ENCODER, load_encoder, mean_pairwise_cosine
 from rait.errors import ConfigError, DataError, ModelError
 from rait.fileio import read_json, write_json
@@ -424,19 +424,14 @@ def run_probe(
     batches = _grouped_batches(records, shots_of, batch_size)
     started = time.perf_counter()
     if shard.sharded:
-        path = shard_file(out_dir, stage.fingerprint(), shard)
-        print(f"[probe] shard {shard} -> {path}")
-        with ResumableJsonl(path) as out:
-            mine = shard.take(batches)
-            todo = [b for b in mine if any(r.id not in out for r in b)]
+
+        def probe_shard(out: ResumableJsonl) -> None:
+            todo = [b for b in shard.take(batches) if any(r.id not in out for r in b)]
             _probe_batches(cfg, backend, batch_size, task, todo, shots_of, out, progress)
-            done = len(out)
-        if procs.world == 1:
-            return {"shard": str(shard), "n": done, "file": str(path)}
-        procs.barrier()  # every shard is written
-        if not procs.main:
-            procs.barrier()  # rank 0 has merged them
-            return read_json(stage.path / SUMMARY_FILE)
+
+        probed = run_shard("probe", stage, shard, procs, probe_shard, stage.path / SUMMARY_FILE)
+        if probed is not None:
+            return probed
     resuming = stage.begin()
     print(f"[probe] {'resuming' if resuming else 'running'} -> {stage.path}")
     with ResumableJsonl(stage.path / KNOWLEDGE_FILE) as out:
@@ -459,18 +454,7 @@ def _probe_batches(cfg, backend, batch_size, task, todo, shots_of, out, progress
     ``out``."""
     if not todo:
         return
-    engine = load_engine(
-        cfg.model,
-        backend,
-        batch_size,
-        {
-            "tensor_parallel_size": cfg.vllm_tensor_parallel_size,
-            "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
-        },
-    )
-    chat = getattr(engine, "chat", None)
-    if chat is None:
-        chat = engine.lm.use_chat_template
+    engine, chat = load_stage_engine(cfg, backend, batch_size)
     encoder = load_encoder(cfg.encoder) if task == "oeqa" else None
     prober = Prober(cfg, engine, chat, encoder)
     total = sum(len(b) for b in todo) + len(out)

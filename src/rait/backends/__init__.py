@@ -51,3 +51,19 @@ def load_engine(model_cfg: Any, backend: str, batch_size: int, vllm_options: dic
     from rait.models import load_model
 
     return HFEngine(load_model(model_cfg), batch_size=batch_size)
+
+
+def load_stage_engine(cfg: Any, backend: str, batch_size: int) -> tuple[Any, bool]:
+    """The engine of a probe or an evaluation config (its model and vLLM settings) and whether
+    its prompts go through the chat template."""
+    engine = load_engine(
+        cfg.model,
+        backend,
+        batch_size,
+        {
+            "tensor_parallel_size": cfg.vllm_tensor_parallel_size,
+            "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
+        },
+    )
+    chat = getattr(engine, "chat", None)
+    return engine, engine.lm.use_chat_template if chat is None else chat
