@@ -205,7 +205,9 @@ def test_torchrun_probe_and_eval_shard_over_ranks_and_merge(tiny_model_dir, fact
     for name, cfg in (("probe", probe_cfg), ("eval", eval_cfg)):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config_to_dict(cfg)))
-        _torchrun(name, "--config", path, "--out", tmp_path / f"{name}-two")
+        printed = _torchrun(name, "--config", path, "--out", tmp_path / f"{name}-two")
+        # rank 0 reports; rank 1's output is silenced
+        assert printed.count("knowledge.jsonl, summary" if name == "probe" else "metrics in") == 1
     assert _by_id(tmp_path / "probe-two" / "knowledge.jsonl") == _by_id(
         tmp_path / "probe-one" / "knowledge.jsonl"
     )

@@ -7,6 +7,7 @@ with validation problems makes ``rait data inspect`` exit with status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -740,6 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _other_rank() -> bool:
+    """A launched process other than rank 0 (``RANK`` is set by torchrun and accelerate)."""
+    return os.environ.get("RANK", "0") not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -750,7 +756,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    quiet = _other_rank() and not args.verbose
     try:
+        if quiet:  # under torchrun / accelerate, rank 0 reports; errors still reach stderr
+            with (
+                open(os.devnull, "w", encoding="utf-8") as devnull,
+                contextlib.redirect_stdout(devnull),
+            ):
+                return args.func(args)
         return args.func(args)
     except RaitError as exc:
         print(f"rait: error: {exc}", file=sys.stderr)
