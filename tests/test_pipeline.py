@@ -393,3 +393,29 @@ def test_devices_with_one_shard_run_probe_and_eval_in_their_own_process(
     assert (run / "launch" / "probe.shard0of1.log").is_file()
     assert "[probe] running" in (run / "launch" / "probe.shard0of1.log").read_text()
     assert len((run / "probe" / "knowledge.jsonl").read_text().splitlines()) == 16
+
+
+def test_devices_run_rehearse_and_influence_in_their_own_process(tmp_path, tiny_model_dir, capfd):
+    """With `parallel.devices`, CRaFT's rehearsal and GRAIT's influence run as their own
+    `python -m rait` process first (the in-process call then only reads their results): the
+    same knowledge flow and influence scores as in-process, and a rerun starts nothing."""
+    methods = ["craft", "grait"]
+    single = _config(tmp_path / "one", tiny_model_dir, methods, representations=None)
+    single["baselines"] = ["init-basic"]
+    _run(_write(tmp_path, single, "one.yaml"))
+    config = _config(
+        tmp_path / "two", tiny_model_dir, methods, representations=None, parallel={"devices": [""]}
+    )
+    config["baselines"] = ["init-basic"]
+    path = _write(tmp_path, config, "two.yaml")
+    capfd.readouterr()
+    _run(path)
+    out = capfd.readouterr().out
+    assert "-m rait rehearse --config" in out and "-m rait influence --config" in out
+    one, two = tmp_path / "one" / "run", tmp_path / "two" / "run"
+    for name in ("rehearse/knowledge_after.jsonl", "influence/scores/influence.jsonl"):
+        assert (two / name).read_text() == (one / name).read_text()
+    assert "[rehearse]" in (two / "launch" / "rehearse.log").read_text()
+    _run(path)
+    again = capfd.readouterr().out
+    assert "-m rait rehearse" not in again and "-m rait influence" not in again

@@ -271,10 +271,18 @@ def run_shards(
 
 
 def run_launched(
-    launcher: str, command: str, cfg: Any, out_dir: Path, launch_dir: Path, name: str, log=print
+    launcher: str,
+    command: str,
+    cfg: Any,
+    out_dir: Path,
+    launch_dir: Path,
+    name: str,
+    log=print,
+    env: dict[str, str] | None = None,
 ) -> None:
-    """``LAUNCHER -m rait COMMAND --config C --out OUT`` (e.g. ``torchrun --nproc_per_node 8``
-    or ``accelerate launch --config_file configs/accelerate/ddp.yaml``)."""
+    """``LAUNCHER -m rait COMMAND --config C --out OUT`` (e.g. ``torchrun --nproc_per_node 8``,
+    ``accelerate launch --config_file configs/accelerate/ddp.yaml``, or the Python executable
+    itself for one process), with ``env`` added to the environment."""
     config = write_stage_config(cfg, launch_dir / f"{name}.yaml")
     cmd = [*shlex.split(launcher), "-m", "rait", command, "--config", str(config)]
     cmd += ["--out", str(out_dir)]
@@ -282,7 +290,9 @@ def run_launched(
     log(f"[{name}] {shlex.join(cmd)} (log in {log_path})")
     with open(log_path, "w", encoding="utf-8") as handle:
         try:
-            job = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)
+            job = subprocess.Popen(
+                cmd, env={**os.environ, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT
+            )
         except OSError as exc:
             raise LaunchError(f"cannot start the launcher {shlex.join(cmd)}: {exc}") from None
     _wait([(cmd, job, log_path)])

@@ -27,6 +27,7 @@ config is loaded, before anything runs.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -87,9 +88,10 @@ class ParallelConfig:
     ``shards``: the probe and every evaluation run as this many processes side by side
     (``rait probe|eval --shard K/N``, e.g. one vLLM engine per GPU), then merged; ``devices``:
     each shard's ``CUDA_VISIBLE_DEVICES`` (``["0", "1"]``, or ``["0,1", "2,3"]`` for
-    tensor-parallel pairs with ``vllm_tensor_parallel_size: 2``); with ``devices`` set and one
-    shard, the probe and the evaluations still run in their own process, so that a vLLM engine
-    gives its GPU memory back before the training; ``train_launcher``: every
+    tensor-parallel pairs with ``vllm_tensor_parallel_size: 2``); with ``devices`` set, even
+    with one shard, the probe, the evaluations, the rehearsal and the influence run in
+    processes of their own, so that their engines give the GPU memory back before the
+    trainings; ``train_launcher``: every
     training runs under this command, e.g. ``torchrun --nproc_per_node 8`` or
     ``accelerate launch --config_file configs/accelerate/deepspeed-zero3.yaml``.
     """
@@ -307,6 +309,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
     from rait.evaluate import eval_stage, run_eval
     from rait.influence import run_influence
     from rait.probe import probe_stage, run_probe
+    from rait.rehearse import SUMMARY_FILE as REHEARSE_SUMMARY
     from rait.rehearse import run_rehearse
     from rait.representations import run_representations
     from rait.results import results_json, results_table
@@ -358,6 +361,17 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
             run_launched(launcher, "train", stage_cfg, out, launch, f"train-{out.name}", log)
         return run_train(stage_cfg, out, log=log)
 
+    def isolated(command: str, stage_cfg: Any, out: Path, done: bool, run_fn):
+        """With ``parallel.devices``, a stage that loads engines on the GPU (CRaFT's rehearsal,
+        GRAIT's influence) first runs as its own ``python -m rait COMMAND`` on the first device
+        set, so its memory is given back when it exits; the in-process call then finds its
+        work done and only reads it."""
+        if cfg.parallel.devices and not done:
+            launch.mkdir(parents=True, exist_ok=True)
+            device = {"CUDA_VISIBLE_DEVICES": str(cfg.parallel.devices[0])}
+            run_launched(sys.executable, command, stage_cfg, out, launch, command, log, device)
+        return run_fn(stage_cfg, out, log=log)
+
     timed("probe", probe, stages["probe"], root / "probe")
     if "representations" in stages:
         timed(
@@ -368,9 +382,14 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
             log=log,
         )
     if "rehearse" in stages:
-        timed("rehearse", run_rehearse, stages["rehearse"], root / "rehearse", log=log)
+        out, stage_cfg = root / "rehearse", stages["rehearse"]
+        done = _same(_summary_config(out / REHEARSE_SUMMARY), stage_cfg)
+        timed("rehearse", isolated, "rehearse", stage_cfg, out, done, run_rehearse)
     if "influence" in stages:
-        timed("influence", run_influence, stages["influence"], root / "influence", log=log)
+        out, stage_cfg = root / "influence", stages["influence"]
+        manifest = RunDir(out).stage("scores", {}).manifest() or {}
+        done = manifest.get("status") == "complete" and _same(manifest.get("config"), stage_cfg)
+        timed("influence", isolated, "influence", stage_cfg, out, done, run_influence)
     results = []
     for test in cfg.tests:
         for method in cfg._baselines():
@@ -418,6 +437,23 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
     log(table)
     log(f"\nRun directory: {root} (results.md, results.json)")
     return summary
+
+
+def _same(recorded: Any, cfg: Any) -> bool:
+    """Whether a config recorded in JSON is ``cfg`` (compared as JSON)."""
+    from rait.fileio import stable_hash
+
+    return recorded is not None and stable_hash(recorded) == stable_hash(config_to_dict(cfg))
+
+
+def _summary_config(path: Path) -> Any:
+    """The ``config`` a finished stage recorded in its summary (None when there is none)."""
+    from rait.fileio import read_json
+
+    try:
+        return read_json(path).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _read_metrics(path: Path) -> dict:
