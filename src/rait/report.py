@@ -37,6 +37,7 @@ from typing import Any
 
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import atomic_open, read_jsonl_rows
+from rait.results import table_columns
 
 KIND_COLOURS = {"van": "#2b8a3e", "idk": "#e8590c", "dropped": "#ced4da"}
 KIND_LABELS = {"van": "kept (answer)", "idk": "refusal", "dropped": "left out"}
@@ -110,17 +111,6 @@ def _predictions(folder: Path) -> dict[str, dict]:
     return {str(r["id"]): r for r in read_jsonl_rows(path, ("id", "verdict"))}
 
 
-def columns_of(metrics: list[dict]) -> list[tuple[str, str]]:
-    """(test set, role) in table order: in-domain first."""
-    seen: list[tuple[str, str]] = []
-    for role in ("id", "ood"):
-        for m in metrics:
-            key = (m["test_set"], m["role"])
-            if m["role"] == role and key not in seen:
-                seen.append(key)
-    return seen
-
-
 def methods_of(metrics: list[dict]) -> list[str]:
     out: list[str] = []
     for m in metrics:
@@ -142,7 +132,7 @@ def _figure():
 def _panels(metrics: list[dict], height: float):
     """One panel per test set, and a colour per row (the same in every figure)."""
     plt = _figure()
-    tests = columns_of(metrics)
+    tests = table_columns(metrics)
     fig, axes = plt.subplots(1, len(tests), figsize=(5.2 * len(tests), height), squeeze=False)
     cmap, methods = plt.get_cmap("tab20"), methods_of(metrics)
     return fig, list(zip(axes[0], tests, strict=True)), lambda m: cmap(methods.index(m) % 20)
@@ -398,7 +388,7 @@ def plot_representation_map(data: dict[str, Any], path: Path) -> Path:
 def changed_answers(metrics: list[dict], n_examples: int, seed: int = 0) -> dict[str, Any] | None:
     """Answers of the first in-domain test set that turned into refusals after training:
     ``wrong`` (the base model, Init-Refuse, was wrong) and ``correct`` (it was right)."""
-    tests = columns_of(metrics)
+    tests = table_columns(metrics)
     if not tests:
         return None
     test = tests[0][0]
@@ -469,7 +459,7 @@ def _pct(value: float | None) -> str:
 
 def table_rows(metrics: list[dict]) -> tuple[list[str], list[list[str]]]:
     """The results table: one row per method, Pc / Pw / Pr / THS / AP / ECE per test set."""
-    tests = columns_of(metrics)
+    tests = table_columns(metrics)
     header = ["method"]
     for test, role in tests:
         header += [f"{test} ({role.upper()}) Pc↑", "Pw↓", "Pr", "THS↑", "AP↑", "ECE↓"]
