@@ -16,6 +16,7 @@ from rait.matching import (
     is_correct_open,
     is_refusal,
     normalize_answer,
+    normalize_refusal_text,
 )
 from rait.prompts import DEFAULT_REFUSAL_PHRASES
 
@@ -202,6 +203,200 @@ def test_is_refusal_custom_and_empty_phrases():
     assert is_refusal("No idea, sorry", ["no idea"])
     assert not is_refusal("anything", [])
     assert not is_refusal("anything", [""])  # an empty phrase never matches
+    assert not is_refusal("anything", ["  ", "..."])  # nor one with no letter or digit
+
+
+# The default phrases as written and with their trailing period dropped (R-Tuning's texts end
+# in "."; the training refusal "I don't know" does not). Computed here, not by rait.matching.
+CORES = [phrase.rstrip(".") for phrase in DEFAULT_REFUSAL_PHRASES]
+RUNNING_TEXT = [
+    "{p}",  # the whole answer
+    "{p}.",  # with its trailing period
+    "{p}!",
+    "{p}, but it could be Paris.",  # a comma after it, at the start
+    "{p}. Maybe Paris.",  # at the start, with its period, followed by more
+    "Hmm, {p}",  # at the end, no period
+    "Hmm, {p}.",  # at the end, with its period
+    "Honestly, {p}, sorry.",  # embedded, a comma after it
+    "Well: {p}; that is all.",
+    '"{p}"',  # quoted
+    "({p})",
+    "  {p}  ",
+]
+
+
+def _variants(core: str) -> list[str]:
+    return [core, core.upper(), core.lower(), core.replace("'", "’")]
+
+
+@pytest.mark.parametrize("template", RUNNING_TEXT)
+@pytest.mark.parametrize("phrase", DEFAULT_REFUSAL_PHRASES)
+def test_each_default_phrase_in_running_text(phrase, template):
+    core = phrase.rstrip(".")
+    for variant in _variants(core):
+        answer = template.format(p=variant)
+        assert is_refusal(answer, [phrase]), answer  # this phrase alone, not another one
+        assert is_refusal(answer, DEFAULT_REFUSAL_PHRASES), answer
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "It is not known",
+        "The answer is unknown",
+        "We do not know, sadly",
+        "I'm not sure, but it could be Paris",
+    ],
+)
+def test_is_refusal_issue_examples(answer):
+    """Issue 15 item 6: missed while R-Tuning's phrases were matched with their periods."""
+    assert is_refusal(answer, DEFAULT_REFUSAL_PHRASES)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Paris? I am unsure",  # anywhere in the answer, not only at its start
+        "My guess is Paris, though there is much debate.",
+        "I  don't \t know",  # white space runs
+        "I DON’T KNOW!!!",
+        "“It is impossible to know”",
+        "Hmm...I'm not sure...right?",  # punctuation, not space, around it
+    ],
+)
+def test_is_refusal_anywhere_and_punctuation_free(answer):
+    assert is_refusal(answer, DEFAULT_REFUSAL_PHRASES)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The capital of France is Paris.",
+        "Paris is well known; the answer is Paris.",
+        "We do know: it is Paris.",
+        "There is an answer: Paris.",
+        "I'm sure it is Paris.",
+        "It is possible to know: Paris.",
+    ],
+)
+def test_correct_answer_without_a_phrase_is_not_a_refusal(answer):
+    assert not is_refusal(answer, DEFAULT_REFUSAL_PHRASES)
+
+
+@pytest.mark.parametrize(
+    ("answer", "phrases"),
+    [
+        ("The answer is unknownness.", ["The answer is unknown."]),
+        ("the answer is unknowns", ["the answer is unknown"]),
+        ("I don't knowingly guess: Paris", DEFAULT_REFUSAL_PHRASES),
+        ("A summit is not known by that name", DEFAULT_REFUSAL_PHRASES),  # "it is not known"
+        ("There is much debated history", DEFAULT_REFUSAL_PHRASES),
+        ("The answer is unclearly worded", DEFAULT_REFUSAL_PHRASES),
+        ("Kiwi am unsure", DEFAULT_REFUSAL_PHRASES),  # "i am unsure" after a letter
+        ("ideas", ["idea"]),
+        ("no idea2", ["no idea"]),  # digits are word characters too
+        ("The answer is unknowné", ["The answer is unknown."]),  # so are non-ASCII letters
+        ("Øit is not known", ["It is not known."]),
+    ],
+)
+def test_phrase_inside_a_longer_word_is_not_a_refusal(answer, phrases):
+    assert not is_refusal(answer, phrases)
+
+
+@pytest.mark.parametrize(
+    ("answer", "phrase"),
+    [
+        ("No idea, sorry", "No idea!"),  # user phrases lose their edge punctuation too
+        ("no idea", "  ¿No idea?  "),
+        ("I CAN'T SAY", "I can’t say."),
+        ("i can’t say, really", "I can't say"),
+        ("hard to tell", "Hard   to\ttell"),
+        ("no idea_sorry", "no idea"),  # "_" is not a word character
+        ("(n/a)", "n/a"),  # inner punctuation is kept and matched
+    ],
+)
+def test_custom_phrases_are_normalised_like_the_defaults(answer, phrase):
+    assert is_refusal(answer, [phrase])
+
+
+@pytest.mark.parametrize(("answer", "phrase"), [("no, idea", "no idea"), ("n a", "n/a")])
+def test_inner_punctuation_of_a_phrase_must_match(answer, phrase):
+    assert not is_refusal(answer, [phrase])
+
+
+@pytest.mark.parametrize("phrase", ["", "   ", "...", "?!", "“”"])
+def test_phrase_without_letters_or_digits_never_matches(phrase):
+    assert not is_refusal("...?! “” anything", [phrase])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is unknown.", "the answer is unknown"),
+        ("“I DON’T KNOW!”", "i don't know"),
+        ("  I'm   not\tsure.  ", "i'm not sure"),
+        ("n/a", "n/a"),
+        ("No, idea.", "no, idea"),
+        ("...", ""),
+        ("", ""),
+    ],
+)
+def test_normalize_refusal_text(text, expected):
+    assert normalize_refusal_text(text) == expected
+
+
+EDGE_TEXT = st.text(alphabet=string.punctuation + string.whitespace + "‘’“”«»¡¿…—–·", max_size=8)
+APOSTROPHES = st.sampled_from(["'", "’", "‘", "ʼ", "´", "`"])
+NOT_ALNUM = st.characters().filter(lambda ch: not ch.isalnum())
+
+
+@given(
+    st.sampled_from(DEFAULT_REFUSAL_PHRASES),
+    EDGE_TEXT,
+    EDGE_TEXT,
+    st.booleans(),
+    APOSTROPHES,
+    st.lists(st.booleans(), max_size=60),
+)
+def test_default_phrase_in_any_punctuation_is_a_refusal(
+    phrase, before, after, keep_period, apostrophe, flips
+):
+    core = phrase if keep_period else phrase.rstrip(".")
+    answer = before + _flip_case(core.replace("'", apostrophe), flips) + after
+    assert is_refusal(answer, [phrase])
+    assert is_refusal(answer, DEFAULT_REFUSAL_PHRASES)
+
+
+@given(st.sampled_from(DEFAULT_REFUSAL_PHRASES), st.text(), NOT_ALNUM, NOT_ALNUM, st.text())
+def test_default_phrase_between_any_words_is_a_refusal(phrase, left, sep_left, sep_right, right):
+    answer = left + sep_left + phrase.rstrip(".") + sep_right + right
+    assert is_refusal(answer, [phrase])
+
+
+@given(
+    st.sampled_from(CORES),
+    st.text(alphabet=string.ascii_letters + string.digits + "éüßñØ", min_size=1, max_size=5),
+    st.booleans(),
+)
+def test_default_phrase_glued_to_a_word_is_not_a_refusal(core, glue, at_start):
+    answer = glue + core if at_start else core + glue
+    assert not is_refusal(answer, [core])
+    assert not is_refusal(answer, [core + "."])
+
+
+@st.composite
+def answers_around(draw, core: str) -> str:
+    """Arbitrary text, half the time with ``core`` (glued or not) inside."""
+    if draw(st.booleans()):
+        return draw(st.text())
+    return draw(st.text(max_size=5)) + core + draw(st.sampled_from(["", ".", ",", "s", "!"]))
+
+
+@given(st.sampled_from(DEFAULT_REFUSAL_PHRASES), EDGE_TEXT, EDGE_TEXT, st.data())
+def test_phrase_edge_punctuation_does_not_change_the_verdict(phrase, before, after, data):
+    bare = phrase.rstrip(".")
+    answer = data.draw(answers_around(bare))
+    assert is_refusal(answer, [before + bare + after]) is is_refusal(answer, [bare])
 
 
 def test_fold_apostrophes():

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rait.errors import ConfigError
 from rait.fileio import read_json, write_json
 from rait.rundir import MANIFEST, ResumableJsonl, RunDir, Stage, fingerprint
 
@@ -176,13 +177,19 @@ def test_interrupted_stage_with_new_config_starts_over(tmp_path):
     assert seen == [(False, False)]
 
 
-def test_corrupt_manifest_means_rerun(tmp_path):
+@pytest.mark.parametrize("text", ["{not json", "{}", "[1, 2]", '{"stage": "s"}'])
+def test_a_manifest_rait_did_not_write_keeps_the_folder(tmp_path, text):
+    # rait writes stage.json atomically, so one that is cut short, empty or without a
+    # fingerprint is not rait's: the folder (and the user's files in it) is kept, with an error
     run = RunDir(tmp_path)
     fn = Recorder()
     run.run("s", {}, fn, log=quiet)
-    (tmp_path / "s" / MANIFEST).write_text("{not json", encoding="utf-8")
-    run.run("s", {}, fn, log=quiet)
-    assert fn.calls == [False, False]
+    (tmp_path / "s" / MANIFEST).write_text(text, encoding="utf-8")
+    (tmp_path / "s" / "mine.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not a rait stage record"):
+        run.run("s", {}, fn, log=quiet)
+    assert fn.calls == [False]
+    assert (tmp_path / "s" / "mine.txt").read_text(encoding="utf-8") == "keep me"
 
 
 def test_complete_manifest_with_other_fingerprint_is_not_complete(tmp_path):

@@ -35,7 +35,14 @@ from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
 from rait.errors import ConfigError, DataError, Location
-from rait.fileio import atomic_open, dumps, read_jsonl_by_id, row_number, write_json
+from rait.fileio import (
+    atomic_open,
+    check_output_file,
+    dumps,
+    read_jsonl_by_id,
+    row_number,
+    write_json,
+)
 from rait.methods import METHODS, get_method
 from rait.methods.base import (
     BuildContext,
@@ -373,6 +380,9 @@ def run_build(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
     out = Path(out)
     if out.suffix != ".jsonl":
         raise ConfigError(f"build: the output {out} must be a .jsonl file")
+    inputs = [cfg.knowledge, cfg.knowledge_after, cfg.influence, cfg.data.path]
+    for target in (out, summary_path(out)):
+        check_output_file(target, "build: the output", inputs=inputs)
     result = build_dataset(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(out) as handle:

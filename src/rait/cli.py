@@ -84,8 +84,10 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 def cmd_data_convert(args: argparse.Namespace) -> int:
     from rait.data.files import write_records
     from rait.data.sources import HUB_FORMATS, load_source
+    from rait.fileio import check_output_file
 
     path = None if (args.source == "hub" and args.format in HUB_FORMATS) else args.source
+    check_output_file(args.out, inputs=[path])
     records = load_source(_source_from_args(args, path))
     count = write_records(args.out, records)
     print(f"wrote {count} records ({records[0].task}) to {args.out}")
@@ -332,10 +334,14 @@ def _yaml_list(items: Sequence[str]) -> str:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from rait.fileio import atomic_open, write_json
+    from rait.fileio import atomic_open, check_output_file, write_json
     from rait.results import find_metrics, load_results, results_json, results_table
 
-    results = load_results(find_metrics(args.paths))
+    found = find_metrics(args.paths)
+    if args.out:
+        for out in (args.out, os.path.splitext(args.out)[0] + ".json"):
+            check_output_file(out, inputs=found)
+    results = load_results(found)
     table = results_table(results, args.title)
     print(table)
     if args.out:
@@ -746,6 +752,32 @@ def _other_rank() -> bool:
     return os.environ.get("RANK", "0") not in ("", "0")
 
 
+# the commands whose --out is a file (every other --out is a folder)
+def _file_outputs() -> set:
+    return {cmd_data_convert, cmd_build, cmd_table, cmd_crss}
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """``--out`` checked before any work: a folder where a file is wanted (or the reverse), an
+    unwritable or read-only place, is one clear error now, not a traceback after the work."""
+    from rait.fileio import check_output_dir, check_output_file
+
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    if args.func in _file_outputs():
+        check_output_file(out)
+    else:
+        check_output_dir(out)
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (``rait ... | head``), send the rest of the output nowhere, so the
+    interpreter's final flush raises nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -758,6 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     quiet = _other_rank() and not args.verbose
     try:
+        _check_output(args)
         if quiet:  # under torchrun / accelerate, rank 0 reports; errors still reach stderr
             with (
                 open(os.devnull, "w", encoding="utf-8") as devnull,
@@ -771,6 +804,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rait: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141  # as a command killed by SIGPIPE
+    except OSError as exc:  # a full disk, a read-only folder, a vanished file
+        from rait.fileio import describe_os_error
+
+        print(
+            f"rait: error: {describe_os_error(exc)} (finished work is kept; rerun to resume "
+            "once the cause is fixed)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -425,7 +425,7 @@ def run_eval(
     if not cfg.data.path and cfg.data.format not in ("mmlu", "arc", "triviaqa", "nq_open"):
         raise ConfigError("eval: `data.path` is required")
     records = load_source(cfg.data)
-    task = task_of(records)
+    task_of(records)  # one task per test set, checked before any work
     backend = resolve_backend(cfg.backend)
     out_dir = Path(out_dir)
     baseline_rows = None
@@ -433,6 +433,15 @@ def run_eval(
     if cfg.baseline:
         baseline_rows = load_baseline(cfg.baseline, ids)
     stage = eval_stage(cfg, out_dir)
+    procs = Processes.from_env() if shard is None else Processes()
+    if shard is not None and shard.sharded:  # an independent shard process: its own file
+        return _run_eval(cfg, out_dir, records, ids, baseline_rows, stage, backend, progress, shard)
+    with stage.lock(procs.main):
+        return _run_eval(cfg, out_dir, records, ids, baseline_rows, stage, backend, progress, shard)
+
+
+def _run_eval(cfg, out_dir, records, ids, baseline_rows, stage, backend, progress, shard) -> dict:
+    task = task_of(records)
     started = time.perf_counter()
     procs = Processes()
     if stage.is_complete():
@@ -454,15 +463,15 @@ def run_eval(
             )
             if answered is not None:
                 return answered
-        resuming = stage.begin()
-        print(f"[eval] {'resuming' if resuming else 'running'} {cfg.method} -> {out_dir}")
-        with ResumableJsonl(out_dir / PREDICTIONS_FILE) as out:
-            merged = merge_shards(out_dir, stage.fingerprint(), out, set(ids))
-            if merged:
-                print(f"[eval] merged {merged} answers from the shards")
-            if any(r.id not in out for r in records):
-                _answer(cfg, backend, records, out, progress, Shard())
-            rows = [out.rows[i] for i in ids]
+        with stage.started() as resuming:
+            print(f"[eval] {'resuming' if resuming else 'running'} {cfg.method} -> {out_dir}")
+            with ResumableJsonl(out_dir / PREDICTIONS_FILE) as out:
+                merged = merge_shards(out_dir, stage.fingerprint(), out, set(ids))
+                if merged:
+                    print(f"[eval] merged {merged} answers from the shards")
+                if any(r.id not in out for r in records):
+                    _answer(cfg, backend, records, out, progress, Shard())
+                rows = [out.rows[i] for i in ids]
         stage.complete({"predictions": PREDICTIONS_FILE})
         remove_shards(out_dir)
     if baseline_rows is None and cfg.method in BASIC_PROMPT_METHODS and cfg.refuse_prompt is False:

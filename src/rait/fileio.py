@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -42,6 +43,25 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write a set of files as one: yield a hidden staging folder beside ``path``; on success
+    its files are renamed into ``path`` (renames cannot fail for lack of space), on any error
+    (a full disk, a kill) it is removed and ``path`` is left as it was."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    )
+    try:
+        yield staging
+        target.mkdir(parents=True, exist_ok=True)
+        for item in sorted(staging.iterdir()):
+            os.replace(item, target / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def dumps(obj: Any) -> str:
@@ -158,3 +178,90 @@ def row_number(
         bounds = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
         raise DataError(f"{value} is outside {bounds}", where)
     return float(value)
+
+
+# --------------------------------------------------------------------------- output checks
+def _first_existing(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """``folder`` (existing) accepts a new file: tried for real (``os.access`` is no guide
+    for root, nor for a read-only mount)."""
+    from rait.errors import ConfigError
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".rait-write-check.", dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot write in {folder}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Check, before any work, that ``path`` can be an output folder: not an existing file,
+    and the folder (or its nearest existing parent) writable. A
+    :class:`~rait.errors.ConfigError` names the path and the reason."""
+    from rait.errors import ConfigError
+
+    target = Path(path)
+    if str(path) == "":
+        raise ConfigError(f"{what} is empty: name an output folder")
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{what} {target} is a file; expected a folder")
+    base = _first_existing(target)
+    if not base.is_dir():
+        raise ConfigError(f"{what} {target}: {base} is a file, so no folder can be made there")
+    _check_writable_folder(base, f"{what} {target}")
+    return target
+
+
+def check_output_file(
+    path: str | os.PathLike[str],
+    what: str = "--out",
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+) -> Path:
+    """Check, before any work, that ``path`` can be written as a file: not a folder, its
+    folder writable, and not one of the command's own ``inputs`` (which it would overwrite)."""
+    from rait.errors import ConfigError
+
+    target = Path(path)
+    if str(path) == "":
+        raise ConfigError(f"{what} is empty: name an output file")
+    if target.is_dir():
+        raise ConfigError(f"{what} {target} is a folder; expected a file name")
+    for source in inputs:
+        if source is not None and same_path(target, source):
+            raise ConfigError(
+                f"{what} {target} is also this command's input {source}: writing it would "
+                "overwrite the input; choose another output file"
+            )
+    base = _first_existing(target.parent)
+    if not base.is_dir():
+        raise ConfigError(f"{what} {target}: {base} is a file, so no folder can be made there")
+    _check_writable_folder(base, f"{what} {target}")
+    return target
+
+
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name the same file or folder (links and ``..`` resolved)."""
+    pa, pb = Path(a), Path(b)
+    if pa.exists() and pb.exists():
+        return os.path.samefile(pa, pb)
+    return pa.resolve() == pb.resolve()
+
+
+def is_within(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (both resolved)."""
+    p, f = Path(path).resolve(), Path(folder).resolve()
+    return p == f or f in p.parents
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an :class:`OSError`: the file(s) and the system's reason."""
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{' -> '.join(names)}: {reason}" if names else reason

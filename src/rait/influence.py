@@ -44,6 +44,7 @@ chunk.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -61,7 +62,7 @@ from rait.probe import KNOWLEDGE_FILE
 from rait.projection import RademacherProjector
 from rait.prompts import REFUSAL_ANSWER, training_messages
 from rait.rehearse import load_probe
-from rait.rundir import Stage
+from rait.rundir import Stage, exclusive
 from rait.train import ADAPTER_DIR, TrainConfig, tokenize_rows
 
 INFLUENCE_FILE = "influence.jsonl"
@@ -539,12 +540,17 @@ def read_influence(path: str) -> dict[str, dict[str, Any]]:
 
 
 def run_influence(cfg: InfluenceConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
-    """Warm up (unless given), compute the scores and write them (cached; resumable)."""
+    """Warm up (unless given), compute the scores and write them (cached; resumable). One
+    process at a time writes ``out_dir`` (rank 0 holds its lock under torchrun)."""
+    cfg.validate()
+    procs = Processes.from_env()
+    with exclusive(out_dir, "influence") if procs.main else contextlib.nullcontext():
+        return _run_influence(cfg, Path(out_dir), procs, log)
+
+
+def _run_influence(cfg: InfluenceConfig, out: Path, procs: Processes, log) -> dict[str, Any]:
     import numpy as np
 
-    cfg.validate()
-    out = Path(out_dir)
-    procs = Processes.from_env()
     probe_cfg, records, task, knowledge, candidates = load_probe(cfg.probe)
     warmup = cfg.warmup
     warmup_summary = None

@@ -6,6 +6,9 @@ Correctness of an open answer has two modes:
   lower-cased, is a substring of the lower-cased answer;
 * ``em`` (official TriviaQA): both sides normalised by :func:`normalize_answer`, then equality
   with any alias.
+
+A refusal (:func:`is_refusal`) is a refusal phrase anywhere in the answer, on word boundaries,
+ignoring case, apostrophe style, white space and the phrase's leading/trailing punctuation.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Literal
 
 from rait.data.records import LETTERS
@@ -58,11 +62,49 @@ def fold_apostrophes(text: str) -> str:
     return text.translate(_APOSTROPHES)
 
 
+# What a refusal phrase is stripped of at both ends: anything that is not a letter or a digit.
+_EDGE_NON_ALNUM = re.compile(r"^[\W_]+|[\W_]+$")
+
+
+def normalize_refusal_text(text: str) -> str:
+    """A refusal phrase or an answer as :func:`is_refusal` compares them: apostrophes folded
+    (:func:`fold_apostrophes`), case-folded, every run of white space made one space, and
+    anything that is not a letter or a digit cut from both ends ("The answer is unknown." ->
+    "the answer is unknown", "“I DON’T KNOW!”" -> "i don't know"). Punctuation inside is kept.
+    A text with no letter or digit normalises to ""."""
+    text = " ".join(fold_apostrophes(text).casefold().split())
+    return _EDGE_NON_ALNUM.sub("", text)
+
+
+@lru_cache(maxsize=1024)
+def _refusal_pattern(phrase: str) -> re.Pattern[str] | None:
+    """The normalised phrase as a regex that starts and ends on word boundaries (no letter or
+    digit right before or after it); None for a phrase that normalises to ""."""
+    core = normalize_refusal_text(phrase)
+    if not core:
+        return None
+    return re.compile(rf"(?<![^\W_]){re.escape(core)}(?![^\W_])")
+
+
 def is_refusal(answer: str, phrases: Iterable[str]) -> bool:
-    """METHODS.md section 7 step 1: the answer contains a refusal phrase (case-insensitive,
-    curly apostrophes folded)."""
-    folded = fold_apostrophes(answer).lower()
-    return any(fold_apostrophes(p).lower() in folded for p in phrases if p)
+    """METHODS.md section 7 step 1: the answer contains a refusal phrase.
+
+    *Contains* means anywhere in the answer, not only at its start ("Well, I don't know the
+    answer." and "Paris? I am unsure" are refusals), with both sides normalised by
+    :func:`normalize_refusal_text`: case-insensitive, curly and other apostrophes folded to
+    ``'``, white space runs collapsed, and the phrase's leading and trailing punctuation
+    ignored, so the phrase "It is not known." matches "It is not known", "it is not known, sadly"
+    and "(It is NOT known!)". The match must start and end on a word boundary: no letter or
+    digit right before or after it, so the phrase "The answer is unknown" does not match "the
+    answer is unknownness" nor "I don't know" match "I don't knowingly". Punctuation inside a
+    phrase must match as written. A phrase with no letter or digit ("", "...") never matches.
+    """
+    text = normalize_refusal_text(answer)
+    for phrase in phrases:
+        pattern = _refusal_pattern(phrase)
+        if pattern is not None and pattern.search(text):
+            return True
+    return False
 
 
 def extract_option_letter(answer: str, n_options: int) -> str | None:

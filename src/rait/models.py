@@ -206,6 +206,32 @@ def resolve_model_source(cfg: ModelConfig) -> tuple[str, str | None]:
     return str(cached), None
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection now (``HF_ENDPOINT``'s host),
+    False at once when ``HF_HUB_OFFLINE`` is set. One quick try instead of the hub client's
+    retries: without it, a model that is not cached costs a minute of retries offline."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_kwargs(source: str) -> dict[str, Any]:
+    """``local_files_only=True`` for a hub id while the hub cannot be reached: the cache
+    answers, or the load fails at once with rait's message."""
+    if Path(source).exists() or hub_reachable():
+        return {}
+    return {"local_files_only": True}
+
+
 def _explain_load_error(cfg: ModelConfig, source: str, exc: Exception) -> ModelError:
     offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -227,6 +253,7 @@ def load_tokenizer(cfg: ModelConfig, source: str | None = None, gguf_file: str |
     if source is None:
         source, gguf_file = resolve_model_source(cfg)
     kwargs: dict[str, Any] = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
+    kwargs.update(_hub_kwargs(source))
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     try:
@@ -262,6 +289,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         "revision": cfg.revision,
         "trust_remote_code": cfg.trust_remote_code,
         "dtype": _torch_dtype(cfg.dtype, device),
+        **_hub_kwargs(source),
     }
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
@@ -282,7 +310,7 @@ def _merge_adapter(model: Any, adapter: str) -> Any:
     from peft import PeftModel
 
     try:
-        peft_model = PeftModel.from_pretrained(model, adapter)
+        peft_model = PeftModel.from_pretrained(model, adapter, **_hub_kwargs(adapter))
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load adapter {adapter!r} onto this model: {reason}") from None

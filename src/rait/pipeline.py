@@ -37,9 +37,9 @@ from rait.config import build_config, config_to_dict
 from rait.data.sources import DataSource
 from rait.data.world_facts import WorldFactsConfig, write_world_facts
 from rait.errors import ConfigError
-from rait.fileio import atomic_open, write_json
+from rait.fileio import atomic_open, check_output_dir, write_json
 from rait.models import ModelConfig
-from rait.rundir import RunDir
+from rait.rundir import RunDir, exclusive
 
 BASELINES = ("init-basic", "init-refuse")
 #: methods scored with the sure-probability of R-Tuning's padding prompt (METHODS.md section 7)
@@ -174,6 +174,8 @@ class PipelineConfig:
                         f"{section}.{key} is set by the pipeline: use "
                         f"{HINT.get(key, 'the stage paths of the run directory')} instead"
                     )
+        if not self.run_dir.strip():
+            raise ConfigError("run_dir is empty: name the run directory (e.g. runs/my-run)")
         # every stage config is built (and checked) now, with the run directory's paths
         self.stage_configs(Path(self.run_dir), check_only=True)
 
@@ -260,6 +262,16 @@ class PipelineConfig:
             )
             for spec in self.specs()
         }
+        if self.parallel.train_launcher is None:  # one process: the batch sizes must divide
+            trainings = [("train", c) for c in out["train"].values()]
+            trainings += [
+                (f"{k}.train", out[k].train) for k in ("rehearse", "influence") if k in out
+            ]
+            for section, train_cfg in trainings:
+                try:
+                    train_cfg.accumulation_steps(1)
+                except ConfigError as exc:
+                    raise ConfigError(f"{section}: {exc}") from None
         out["eval"] = {}
         for test in self.tests:
             for method in self._baselines():
@@ -303,7 +315,16 @@ class PipelineConfig:
 
 
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
-    """Run (or resume, or skip) every stage of ``cfg``; returns ``results.json``'s content."""
+    """Run (or resume, or skip) every stage of ``cfg``; returns ``results.json``'s content.
+    One ``rait run`` at a time writes a run directory (a second is refused, naming the
+    first)."""
+    cfg.validate()
+    check_output_dir(cfg.run_dir, "run_dir")
+    with exclusive(cfg.run_dir, "rait run"):
+        return _run_pipeline(cfg, log)
+
+
+def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
     from rait.build import run_build
     from rait.distributed import run_launched, run_shards
     from rait.evaluate import eval_stage, run_eval
@@ -315,7 +336,6 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
     from rait.results import results_json, results_table
     from rait.train import run_train, train_stage
 
-    cfg.validate()
     run = RunDir(cfg.run_dir)
     root = run.root
     started = time.perf_counter()
@@ -327,6 +347,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
             lambda stage, _resuming: {"manifest": write_world_facts(world_facts, stage.path)},
         )
     stages = cfg.stage_configs(root)
+    preflight(cfg, stages, root)
     timings: dict[str, float] = {}
 
     def timed(name: str, fn, *args, **kwargs):
@@ -437,6 +458,28 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
     log(table)
     log(f"\nRun directory: {root} (results.md, results.json)")
     return summary
+
+
+def _named(where: str, check) -> Any:
+    """``check()``, its error prefixed with where in the config it comes from."""
+    from rait.errors import RaitError
+
+    try:
+        return check()
+    except RaitError as exc:
+        raise ConfigError(f"config: {where}: {exc}") from None
+
+
+def preflight(cfg: PipelineConfig, stages: dict[str, Any], root: Path) -> None:
+    """Every check that needs the data but no model, before the first expensive stage: the
+    training questions and their shots, and every test set (readable, valid, its sample)."""
+    from rait.data.sources import load_source
+    from rait.probe import load_probe_inputs
+
+    _named("the training questions (`data`, `shots`)", lambda: load_probe_inputs(stages["probe"]))
+    for i, test in enumerate(cfg.tests):
+        source = cfg.resolve(test.data, root / "data")
+        _named(f"tests[{i}] ({test.name!r}).data", lambda source=source: load_source(source))
 
 
 def _same(recorded: Any, cfg: Any) -> bool:

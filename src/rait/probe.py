@@ -344,7 +344,9 @@ def _grouped_batches(
     return batches
 
 
-def _load_inputs(cfg: ProbeConfig) -> tuple[list[QARecord], list[QARecord]]:
+def load_probe_inputs(cfg: ProbeConfig) -> tuple[list[QARecord], list[QARecord]]:
+    """The questions to probe and the few-shot pool, checked (one task, shots from another
+    split when the prompts have shots)."""
     if not cfg.data.path and cfg.data.format not in ("mmlu", "arc", "triviaqa", "nq_open"):
         raise ConfigError("probe: `data.path` is required")
     records = load_source(cfg.data)
@@ -408,7 +410,7 @@ def run_probe(
     configuration are merged in first. Under torchrun every rank probes its own shard and rank
     0 merges them."""
     cfg.validate()
-    records, pool = _load_inputs(cfg)
+    records, pool = load_probe_inputs(cfg)
     task = task_of(records)
     backend = resolve_backend(cfg.backend)
     out_dir = Path(out_dir)
@@ -432,18 +434,18 @@ def run_probe(
         probed = run_shard("probe", stage, shard, procs, probe_shard, stage.path / SUMMARY_FILE)
         if probed is not None:
             return probed
-    resuming = stage.begin()
-    print(f"[probe] {'resuming' if resuming else 'running'} -> {stage.path}")
-    with ResumableJsonl(stage.path / KNOWLEDGE_FILE) as out:
-        merged = merge_shards(out_dir, stage.fingerprint(), out, {r.id for r in records})
-        if merged:
-            print(f"[probe] merged {merged} rows from the shards")
-        todo = [b for b in batches if any(r.id not in out for r in b)]
-        _probe_batches(cfg, backend, batch_size, task, todo, shots_of, out, progress)
-        rows = [out.rows[r.id] for r in records]
-    summary = _summary(rows, time.perf_counter() - started, backend)
-    write_json(stage.path / SUMMARY_FILE, summary)
-    stage.complete({"knowledge": KNOWLEDGE_FILE, "summary": SUMMARY_FILE})
+    with stage.lock(), stage.started() as resuming:
+        print(f"[probe] {'resuming' if resuming else 'running'} -> {stage.path}")
+        with ResumableJsonl(stage.path / KNOWLEDGE_FILE) as out:
+            merged = merge_shards(out_dir, stage.fingerprint(), out, {r.id for r in records})
+            if merged:
+                print(f"[probe] merged {merged} rows from the shards")
+            todo = [b for b in batches if any(r.id not in out for r in b)]
+            _probe_batches(cfg, backend, batch_size, task, todo, shots_of, out, progress)
+            rows = [out.rows[r.id] for r in records]
+        summary = _summary(rows, time.perf_counter() - started, backend)
+        write_json(stage.path / SUMMARY_FILE, summary)
+        stage.complete({"knowledge": KNOWLEDGE_FILE, "summary": SUMMARY_FILE})
     remove_shards(out_dir)
     procs.barrier()
     return summary

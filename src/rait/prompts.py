@@ -87,7 +87,9 @@ RTUNING_UNCERTAINTY_TEXTS = (
 )
 # --- METHODS.md section 6: the refusal answers used as training targets
 REFUSAL_ANSWER = {"mcqa": "I don't know.", "oeqa": "I don't know"}
-# --- METHODS.md section 7: the default refusal phrases of the evaluation
+# --- METHODS.md section 7: the default refusal phrases of the evaluation. R-Tuning's texts keep
+# their paper form (trailing period included); rait.matching.is_refusal ignores a phrase's
+# leading and trailing punctuation, case and apostrophe style, so "It is not known" still matches.
 DEFAULT_REFUSAL_PHRASES = ("I don't know", *RTUNING_UNCERTAINTY_TEXTS, "I am unsure")
 
 DEFAULT_SUBJECT = "general knowledge"

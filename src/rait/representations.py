@@ -177,17 +177,18 @@ def run_representations(cfg: RepresentationsConfig, out_dir: str | Path, log=pri
     records = load_source(cfg.data)
     inputs = [cfg.data.path] if cfg.data.path else []
     stage = Stage(Path(out_dir), "representations", config_to_dict(cfg), inputs)
-    if stage.is_complete():
-        log(f"[representations] up to date, skipped ({stage.path})")
-        return {"n": len(records), "path": str(stage.path)}
-    stage.begin()
-    log(f"[representations] {len(records)} questions -> {stage.path}")
-    lm = load_model(cfg.model)
-    reps = question_representations(lm, records, batch_size=cfg.batch_size)
-    with atomic_open(stage.path / REPRESENTATIONS_FILE, "wb") as handle:
-        np.save(handle, reps.astype(np.float32))
-    write_json(stage.path / IDS_FILE, [r.id for r in records])
-    stage.complete({"n": len(records), "hidden": int(reps.shape[1])})
+    with stage.lock():
+        if stage.is_complete():
+            log(f"[representations] up to date, skipped ({stage.path})")
+            return {"n": len(records), "path": str(stage.path)}
+        with stage.started():
+            log(f"[representations] {len(records)} questions -> {stage.path}")
+            lm = load_model(cfg.model)
+            reps = question_representations(lm, records, batch_size=cfg.batch_size)
+            with atomic_open(stage.path / REPRESENTATIONS_FILE, "wb") as handle:
+                np.save(handle, reps.astype(np.float32))
+            write_json(stage.path / IDS_FILE, [r.id for r in records])
+        stage.complete({"n": len(records), "hidden": int(reps.shape[1])})
     return {"n": len(records), "path": str(stage.path)}
 
 

@@ -7,24 +7,90 @@ content of its input files) and its status:
 * ``running`` with the same fingerprint: the stage was interrupted; it resumes, keeping the
   rows it already wrote (see :class:`ResumableJsonl`);
 * a different fingerprint (config or inputs changed): the stage's old outputs are removed
-  and it runs from scratch.
+  and it runs from scratch, but only when the folder is this stage's (its ``stage.json`` names
+  the same stage): another stage's folder, a folder that is not rait's, or a folder holding
+  one of the stage's own inputs is never deleted; that is a :class:`ConfigError`.
+
+One process at a time writes a stage folder: :meth:`Stage.lock` takes an exclusive lock
+(``fcntl.flock``) on ``.<folder>.lock`` beside the folder, holding the writer's pid and
+command. A second writer is refused with a message naming the holder; the lock dies with its
+process, so a killed run leaves no stale lock behind (its file is simply taken over).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rait.errors import ConfigError
-from rait.fileio import dumps, file_digest, read_json, stable_hash, write_json
+from rait.errors import ConfigError, RaitError
+from rait.fileio import dumps, file_digest, is_within, read_json, stable_hash, write_json
 
 MANIFEST = "stage.json"
+
+# the locks this process holds: path -> (open file, depth); re-entrant within a process
+_HELD: dict[str, list[Any]] = {}
+
+
+def lock_path(folder: str | os.PathLike[str]) -> Path:
+    """The lock file of an output folder (or file): ``.<name>.lock`` beside it, so that
+    replacing the folder never removes its lock."""
+    folder = Path(folder).absolute()
+    return folder.parent / f".{folder.name}.lock"
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | os.PathLike[str], what: str = "") -> Iterator[None]:
+    """Hold the write lock of ``folder`` for the duration; a second process is refused with a
+    :class:`ConfigError` naming the holder (pid, command, start time)."""
+    import fcntl
+
+    path = lock_path(folder)
+    key = str(path)
+    if key in _HELD:  # this process holds it already (a stage inside a locked run)
+        _HELD[key][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[key][1] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        try:
+            info = json.loads(holder)
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"]))
+            who = f"pid {info['pid']}, `{info['command']}`, since {since}"
+        except (ValueError, KeyError, TypeError):
+            who = "another process"
+        raise ConfigError(
+            f"{folder} is being written by another rait process ({who}); wait for it to "
+            f"finish, or choose another output{' for ' + what if what else ''} "
+            f"(lock: {path})"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    command = " ".join(["rait", *sys.argv[1:]]) if sys.argv else "rait"
+    handle.write(dumps({"pid": os.getpid(), "command": command, "started": time.time()}))
+    handle.flush()
+    _HELD[key] = [handle, 1]
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        handle.close()  # releases the lock
 
 
 def fingerprint(config: Mapping[str, Any], inputs: Iterable[str | os.PathLike[str]] = ()) -> dict:
@@ -65,10 +131,19 @@ class Stage:
         return fingerprint(self.config, self.inputs)
 
     def manifest(self) -> dict | None:
+        """The stage record, or None when there is none or it is not a JSON object."""
         try:
-            return read_json(self.manifest_path)
-        except (FileNotFoundError, json.JSONDecodeError):
+            data = read_json(self.manifest_path)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return None
+        return data if isinstance(data, dict) else None
+
+    def lock(self, enabled: bool = True) -> contextlib.AbstractContextManager[None]:
+        """The folder's write lock (see :func:`exclusive`); a no-op when not ``enabled`` (the
+        ranks other than 0 of a distributed stage, which never write its folder)."""
+        if not enabled:
+            return contextlib.nullcontext()
+        return exclusive(self.path, f"the {self.name} stage")
 
     def is_complete(self) -> bool:
         manifest = self.manifest()
@@ -87,12 +162,9 @@ class Stage:
             and manifest.get("status") == "running"
             and manifest.get("fingerprint") == current
         )
+        self._check_inputs()
         if not resuming and self.path.exists():
-            if not self.manifest_path.exists() and any(self.path.iterdir()):
-                raise ConfigError(
-                    f"{self.path} exists and is not a rait stage folder (no {MANIFEST}); "
-                    "refusing to replace it: choose a new or empty output folder"
-                )
+            self._check_replaceable(manifest)
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(
@@ -106,6 +178,50 @@ class Stage:
             },
         )
         return resuming
+
+    def _check_inputs(self) -> None:
+        for source in self.inputs:
+            if Path(source).exists() and is_within(source, self.path):
+                raise ConfigError(
+                    f"the output folder {self.path} holds this stage's own input {source}; "
+                    "writing the stage there would delete it: choose another output folder"
+                )
+
+    def _check_replaceable(self, manifest: dict | None) -> None:
+        """Only this stage's own earlier folder may be replaced."""
+        if self.path.is_file():
+            raise ConfigError(f"{self.path} is a file; the {self.name} stage needs a folder")
+        if not self.manifest_path.exists():
+            if any(self.path.iterdir()):
+                raise ConfigError(
+                    f"{self.path} exists and is not a rait stage folder (no {MANIFEST}); "
+                    "refusing to replace it: choose a new or empty output folder"
+                )
+            return
+        if not isinstance(manifest, dict) or "fingerprint" not in manifest:
+            raise ConfigError(
+                f"{self.manifest_path} is not a rait stage record (no fingerprint); refusing to "
+                f"replace {self.path}: choose a new or empty output folder"
+            )
+        if manifest.get("stage") != self.name:
+            raise ConfigError(
+                f"{self.path} holds the output of the {manifest.get('stage')!r} stage, not of "
+                f"{self.name!r}; refusing to replace it: choose another output folder"
+            )
+
+    @contextlib.contextmanager
+    def started(self) -> Iterator[bool]:
+        """:meth:`begin`, yielding whether it resumes; a :class:`RaitError` (a problem the user
+        can fix, found before any result was kept) in a fresh start removes the folder again,
+        so no ``running`` record or empty output is left behind. A resumed stage keeps its
+        earlier rows."""
+        resuming = self.begin()
+        try:
+            yield resuming
+        except RaitError:
+            if not resuming:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
     def complete(self, outputs: Mapping[str, Any] | None = None) -> None:
         manifest = self.manifest() or {}
@@ -138,13 +254,14 @@ class RunDir:
     ) -> Stage:
         """Run ``fn(stage, resuming)`` unless the stage is complete with this fingerprint."""
         stage = self.stage(name, config, inputs)
-        if stage.is_complete():
-            log(f"[{name}] up to date, skipped ({stage.path})")
-            return stage
-        resuming = stage.begin()
-        log(f"[{name}] {'resuming' if resuming else 'running'} -> {stage.path}")
-        outputs = fn(stage, resuming)
-        stage.complete(outputs)
+        with stage.lock():
+            if stage.is_complete():
+                log(f"[{name}] up to date, skipped ({stage.path})")
+                return stage
+            with stage.started() as resuming:
+                log(f"[{name}] {'resuming' if resuming else 'running'} -> {stage.path}")
+                outputs = fn(stage, resuming)
+            stage.complete(outputs)
         return stage
 
 

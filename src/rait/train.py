@@ -15,7 +15,10 @@
   token`` weights TRL's token-mean instead, ``L = Σ_i w_i Σ_t ℓ_it / Σ_i |T_i|``; with all-ones
   weights it is exactly TRL's own loss.
 * **Checkpoints** every ``save_steps`` steps (and at each epoch end); a killed run resumes from
-  the last one (optimizer, scheduler, RNG and data order included).
+  the last complete one (optimizer, scheduler, RNG and data order included). A checkpoint cut
+  short by a kill or a full disk (no valid ``trainer_state.json``, which the trainer writes
+  last) is said, removed and passed over. Each checkpoint also keeps the loss summed over its
+  steps, so ``train_loss`` of a resumed run is the mean over the whole run.
 * Output: ``OUT/adapter`` (LoRA; ``rait eval --adapter OUT/adapter``, or
   ``PeftModel.from_pretrained(base, OUT/adapter)``) or ``OUT/model`` (full; a plain
   ``AutoModelForCausalLM`` folder), each with the tokenizer; ``OUT/train_summary.json``.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +45,7 @@ from rait.rundir import Stage
 ADAPTER_DIR = "adapter"
 MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
+LOSS_FILE = "rait_loss.json"  # in each checkpoint: the loss summed over its steps
 SUMMARY_FILE = "train_summary.json"
 #: what ``pip install rait[logging]`` brings for each logger of ``report_to``
 LOGGER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -246,6 +251,12 @@ def read_training_rows(path: str, use_weights: bool = True) -> list[dict[str, An
         if not math.isfinite(weight) or weight < 0:
             raise DataError(f"a weight must be finite and >= 0, got {weight}", where)
         row["weight"] = float(weight) if use_weights else 1.0
+    if use_weights and not any(row["weight"] > 0 for row in rows):
+        raise DataError(
+            f"every sample has weight 0: training would not change the model (all {len(rows)} "
+            "rows); give some sample a positive weight, or train with use_weights: false",
+            Location(path, field="weight"),
+        )
     return rows
 
 
@@ -362,6 +373,7 @@ def weighted_trainer_class():
 
         def __init__(self, *args: Any, loss_reduction: str = "sample", **kwargs: Any):
             self.loss_reduction = loss_reduction
+            self.prior_loss_sum = 0.0  # the loss summed over the steps before a resume
             self._step_samples: int | None = None
             super().__init__(*args, **kwargs)
             if self.args.padding_free or self.args.packing:
@@ -370,6 +382,23 @@ def weighted_trainer_class():
             if loss_reduction == "sample":
                 # the loss is already the mean over the whole accumulated step
                 self.loss_is_scaled_for_ga = True
+
+        def _save_checkpoint(self, model, trial) -> None:
+            # the running loss sum goes into the checkpoint first (trainer_state.json, which
+            # the trainer writes last, marks the checkpoint complete), so a resumed run can
+            # report the mean loss of the whole run, not of its resumed steps only
+            step = self.state.global_step
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{step}"
+            if self.args.should_save:
+                pending = float(self._tr_loss.item()) if hasattr(self, "_tr_loss") else 0.0
+                write_json(
+                    folder / LOSS_FILE,
+                    {
+                        "global_step": step,
+                        "loss_sum": self.prior_loss_sum + self._total_loss_scalar + pending,
+                    },
+                )
+            super()._save_checkpoint(model, trial)
 
         def _set_signature_columns_if_needed(self) -> None:
             super()._set_signature_columns_if_needed()
@@ -421,12 +450,69 @@ def weighted_trainer_class():
 
 
 # --------------------------------------------------------------------------- running
-def _latest_checkpoint(folder: Path) -> str | None:
-    found = sorted(
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint folder ``path`` cannot be resumed from, or None when it is complete.
+
+    The trainer writes ``trainer_state.json`` last, after the weights, the optimizer, the
+    scheduler and the RNG states: a checkpoint is complete when that file parses and names
+    the folder's own step. A kill or a full disk while the checkpoint was written leaves it
+    missing or cut short."""
+    state_file = path / "trainer_state.json"
+    if not state_file.is_file():
+        return "no trainer_state.json: it was cut short while being written"
+    try:
+        state = read_json(state_file)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return "trainer_state.json is cut short or unreadable"
+    step = int(path.name.split("-")[-1])
+    if not isinstance(state, dict) or state.get("global_step") != step:
+        return f"trainer_state.json does not record step {step}"
+    return None
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    return sorted(
         (p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
         key=lambda p: int(p.name.split("-")[-1]),
     )
+
+
+def _latest_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint in ``folder`` (incomplete ones are passed over)."""
+    found = [p for p in _checkpoints(folder) if checkpoint_problem(p) is None]
     return str(found[-1]) if found else None
+
+
+def remove_incomplete_checkpoints(folder: Path, log=print) -> list[str]:
+    """Delete the checkpoints a kill or a full disk left half-written (so that neither the
+    resume nor the trainer's rotation of old checkpoints meets them); returns their names."""
+    removed = []
+    for path in _checkpoints(folder):
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            log(f"[train] skipping the incomplete checkpoint {path.name} ({problem}): removed")
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
+def _prior_loss(checkpoint: str | None) -> tuple[float, int]:
+    """``(loss summed over the steps, steps)`` recorded in a checkpoint (0, 0 without one).
+    A checkpoint written before rait kept its loss sum falls back on its logged losses."""
+    if checkpoint is None:
+        return 0.0, 0
+    path = Path(checkpoint)
+    try:
+        record = read_json(path / LOSS_FILE)
+        return float(record["loss_sum"]), int(record["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        state = read_json(path / "trainer_state.json")
+        total, last = 0.0, 0
+        for entry in state.get("log_history", []):
+            if "loss" in entry and "step" in entry:
+                total += float(entry["loss"]) * (int(entry["step"]) - last)
+                last = int(entry["step"])
+        return total, last
 
 
 def _load_for_training(cfg: TrainConfig):
@@ -556,19 +642,30 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
     procs = Processes.from_env()
     if not procs.main:
         log = _quiet  # one rank speaks
+    with stage.lock(procs.main):
+        return _train(cfg, rows, stage, procs, log)
+
+
+def _train(cfg: TrainConfig, rows: list[dict], stage: Stage, procs: Processes, log) -> dict:
+    checkpoints = stage.path / CHECKPOINTS_DIR
     procs.barrier()
     if procs.main:
         stage.begin()
+        remove_incomplete_checkpoints(checkpoints, log)
     procs.barrier()
-    checkpoints = stage.path / CHECKPOINTS_DIR
     resume_from = _latest_checkpoint(checkpoints)
     log(f"[train] {'resuming from ' + resume_from if resume_from else 'running'} -> {stage.path}")
     lm, model = _load_for_training(cfg)
     examples = tokenize_rows(rows, lm.tokenizer, lm.use_chat_template, cfg.max_length, cfg.data)
     trainer = build_trainer(cfg, examples, checkpoints, lm, model)
+    prior_sum, prior_steps = _prior_loss(resume_from)
+    trainer.prior_loss_sum = prior_sum
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
+    steps = trainer.state.global_step
+    # the trainer's training_loss is the mean over this call's steps only
+    train_loss = (prior_sum + result.training_loss * (steps - prior_steps)) / max(steps, 1)
     _finish_wandb(cfg)
     target = stage.path / (ADAPTER_DIR if cfg.finetuning == "lora" else MODEL_DIR)
     # every rank takes part: under FSDP or DeepSpeed ZeRO-3 the weights are gathered first
@@ -591,7 +688,7 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
             "distributed": str(trainer.accelerator.distributed_type.value),
             "steps": trainer.state.global_step,
             "epochs": cfg.epochs,
-            "train_loss": result.training_loss,
+            "train_loss": train_loss,
             "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None,
             "seconds": round(seconds, 2),

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from rait.data.records import QARecord
 from rait.errors import ConfigError, DataError, Location
-from rait.fileio import write_json, write_jsonl
+from rait.fileio import staged_folder, write_json, write_jsonl
 
 SPLITS = ("train", "dev", "id_test", "ood_test")
 ID_RELATIONS = (
@@ -484,21 +484,22 @@ def write_world_facts(cfg: WorldFactsConfig, out_dir: str | Path) -> dict:
     """Build and write ``train/dev/id_test/ood_test.jsonl`` and ``manifest.json``."""
     start = time.perf_counter()
     splits = build_world_facts(cfg)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, dict[str, int]] = {}
-    for split, records in splits.items():
-        write_jsonl(out / f"{split}.jsonl", (r.to_dict() for r in records))
-        counts[split] = dict(sorted(Counter(r.domain or "" for r in records).items()))
-    manifest = {
-        "dataset": "world_facts",
-        "config": asdict(cfg),
-        "packages": package_versions(),
-        "counts": counts,
-        "totals": {s: len(r) for s, r in splits.items()},
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    write_json(out / "manifest.json", manifest)
+    # every file is written before any lands in out_dir: a full disk or a kill leaves the
+    # folder as it was, never a set without ood_test.jsonl or manifest.json
+    with staged_folder(out_dir) as staging:
+        for split, records in splits.items():
+            write_jsonl(staging / f"{split}.jsonl", (r.to_dict() for r in records))
+            counts[split] = dict(sorted(Counter(r.domain or "" for r in records).items()))
+        manifest = {
+            "dataset": "world_facts",
+            "config": asdict(cfg),
+            "packages": package_versions(),
+            "counts": counts,
+            "totals": {s: len(r) for s, r in splits.items()},
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        write_json(staging / "manifest.json", manifest)
     return manifest
 
 
