@@ -480,3 +480,184 @@ def test_validate_error_names_origin_file(tmp_path):
         load_demo_config(str(path))
     assert "model.dtype" in str(info.value)
     assert str(path) in str(info.value)
+
+
+# --------------------------------------------------------------------------- YAML numbers
+FLOAT_SPELLINGS = [
+    ("1e-5", 1e-5),
+    ("1E-5", 1e-5),
+    ("1e-05", 1e-5),  # str(1e-05): what `rait train --learning-rate 1e-5` turns into
+    ("2e4", 2e4),
+    ("1.5e+3", 1500.0),
+    ("1e+20", 1e20),
+    (".5", 0.5),
+    ("+1.0", 1.0),
+    ("-.5e3", -500.0),
+    ("1.", 1.0),
+    ("2.5", 2.5),
+    ("1_000.5", 1000.5),
+]
+
+
+@pytest.mark.parametrize(("text", "value"), FLOAT_SPELLINGS)
+def test_every_float_spelling_is_a_number_in_yaml_overrides_and_flags(tmp_path, text, value):
+    path = write(tmp_path / "cfg.yaml", f"rate: {text}\ninner:\n  ratio: {text}\n")
+    assert load_yaml(path)["rate"] == value
+    cfg = load_config(Outer, path)
+    assert cfg.rate == value and type(cfg.rate) is float
+    assert cfg.inner.ratio == value
+    assert parse_override(f"rate={text}") == (["rate"], value)
+    assert load_config(Outer, None, [f"inner.ratio={text}"]).inner.ratio == value
+    assert parse_override(f"tags=[{text}, x]") == (["tags"], [value, "x"])
+
+
+def test_the_cli_learning_rate_flag_reaches_the_train_config():
+    from rait.train import TrainConfig
+
+    # cli._flag_overrides writes f"{key}={value}" with the float argparse made
+    cfg = load_config(TrainConfig, None, [f"learning_rate={1e-5}", f"epochs={2.0}"])
+    assert cfg.learning_rate == 1e-5 and cfg.epochs == 2.0
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("10", 10),
+        ("010", 10),
+        ("-3", -3),
+        ("+3", 3),
+        ("1_000", 1000),
+        ("0x1F", 31),
+        ("0o17", 15),
+        ("0b101", 5),
+    ],
+)
+def test_yaml_integers(tmp_path, text, value):
+    # 010 is ten (YAML 1.1 read it as octal eight)
+    path = write(tmp_path / "cfg.yaml", f"count: {text}\n")
+    assert load_yaml(path) == {"count": value}
+    assert parse_override(f"count={text}") == (["count"], value)
+    if value > 0:
+        cfg = load_config(Outer, path)
+        assert cfg.count == value and type(cfg.count) is int
+
+
+@pytest.mark.parametrize("text", ["1:30", "1e", "e5", "1.2.3", "1__0", "_1", "inf", "nan"])
+def test_things_that_are_not_numbers_stay_strings(text):
+    assert parse_override(f"name={text}") == (["name"], text)
+    assert load_config(Outer, None, [f"name={text}"]).name == text
+
+
+@pytest.mark.parametrize("text", ["1e5", "007", "1.50", "1_000", "0x1F", "2E-3", "+1"])
+def test_a_string_field_gets_a_number_as_it_was_written(tmp_path, text):
+    path = write(tmp_path / "cfg.yaml", f"name: {text}\nnote: {text}\ntags: [{text}]\n")
+    cfg = load_config(Outer, path)
+    assert cfg.name == text and cfg.note == text and cfg.tags == [text]
+    assert load_config(Outer, None, [f"name={text}"]).name == text
+    model = load_yaml(write(tmp_path / "m.yaml", f"revision: {text}"))
+    assert build_config(ModelConfig, model).revision == text
+
+
+@pytest.mark.parametrize("text", [".inf", "-.inf", "+.inf", ".nan", ".NaN", ".Inf"])
+def test_non_finite_floats_are_refused(tmp_path, text):
+    path = write(tmp_path / "cfg.yaml", f"rate: {text}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, path)
+    assert str(info.value) == f"{path}: rate: expected a finite number, got {text}"
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "nan", "Infinity"])
+def test_non_finite_words_for_a_float_field_say_finite(text):
+    # what argparse's type=float lets through from `--learning-rate inf`
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, None, [f"rate={text}"])
+    assert str(info.value) == (
+        f"config (with --set overrides): rate: expected a finite number, got {text!r}"
+    )
+
+
+def test_a_quoted_number_for_a_float_field_says_to_drop_the_quotes(tmp_path):
+    path = write(tmp_path / "cfg.yaml", 'rate: "1e-5"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, path)
+    assert str(info.value) == (
+        f"{path}: rate: expected a number, got the string '1e-5' (write it without quotes)"
+    )
+
+
+def test_a_float_for_an_integer_field_is_shown_as_written(tmp_path):
+    path = write(tmp_path / "cfg.yaml", "count: 1e3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, path)
+    assert str(info.value) == f"{path}: count: expected an integer, got 1e3"
+
+
+def test_yaml_numbers_become_plain_numbers_in_configs_copies_and_dumps(tmp_path):
+    import copy
+    import json
+    import pickle
+
+    import yaml
+
+    from rait.pipeline import PipelineConfig
+
+    data = load_yaml(write(tmp_path / "cfg.yaml", "train: {learning_rate: 2e-4, lora_r: 8}\n"))
+    value = data["train"]["learning_rate"]
+    assert value == 2e-4
+    for plain in (copy.deepcopy(value), pickle.loads(pickle.dumps(value))):
+        assert type(plain) is float and plain == 2e-4
+    # a section kept as plain data (dict[str, Any]) dumps like any other config
+    cfg = build_config(PipelineConfig, {**demo_config_dict(), "train": data["train"]})
+    dumped = config_to_dict(cfg)
+    assert dumped["train"] == {"learning_rate": 2e-4, "lora_r": 8}
+    assert type(dumped["train"]["learning_rate"]) is float
+    assert yaml.safe_load(yaml.safe_dump(dumped))["train"]["learning_rate"] == 2e-4
+    assert json.loads(json.dumps(dumped))["train"]["lora_r"] == 8
+
+
+# --------------------------------------------------------------------------- duplicate keys
+@pytest.mark.parametrize(
+    ("text", "line", "key", "first"),
+    [
+        ("count: 1\nname: a\ncount: 2\n", 3, "count", 1),
+        ("inner:\n  depth: 1\n  label: x\n  depth: 2\n", 4, "inner.depth", 2),
+        ("inner: {depth: 1, depth: 2}\n", 1, "inner.depth", 1),
+        ("a:\n  b:\n    - c: 1\n    - c: 1\n      c: 2\n", 5, "a.b[1].c", 4),
+        ("count: 1\n'count': 2\n", 2, "count", 1),  # quoting does not make another key
+        ("1: a\n1.0: b\n", 2, "1.0", 1),  # the same number, the same dict key
+    ],
+)
+def test_duplicate_key_names_the_file_the_line_and_the_key(tmp_path, text, line, key, first):
+    path = write(tmp_path / "dup.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    assert str(info.value) == (
+        f"{path}:{line}: duplicate key {key!r} (first given at line {first}); give each key once"
+    )
+
+
+def test_same_key_in_different_sections_and_merge_keys_are_fine(tmp_path):
+    path = write(
+        tmp_path / "ok.yaml",
+        "base: &base {depth: 1, label: x}\ninner:\n  <<: *base\n  depth: 2\nlabel: top\n",
+    )
+    assert load_yaml(path) == {
+        "base": {"depth": 1, "label": "x"},
+        "inner": {"depth": 2, "label": "x"},
+        "label": "top",
+    }
+
+
+def test_duplicate_key_in_an_override_value():
+    with pytest.raises(ConfigError) as info:
+        parse_override("inner={depth: 1, depth: 2}")
+    assert str(info.value) == (
+        "override 'inner={depth: 1, depth: 2}': duplicate key 'depth' (first given at line 1)"
+    )
+
+
+def test_control_character_in_a_yaml_file_is_one_error(tmp_path):
+    path = write(tmp_path / "nul.yaml", "count: 1\n\nname: a\x00b\n")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    assert str(info.value) == (f"{path}:3: invalid YAML (control character #x0000 is not allowed)")

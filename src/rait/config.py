@@ -5,11 +5,26 @@ section), strictly: an unknown key, a wrong type or a bad value ends in one
 :class:`~rait.errors.ConfigError` that names the file and the full key (``model.dtype``).
 Overrides (``--set build.n_van=20``) are parsed as YAML scalars and applied before
 validation, so they obey the same rules.
+
+YAML is read with :class:`RaitLoader`, PyYAML's safe loader with YAML 1.2 style numbers:
+
+* floats in every spelling Python writes or users type: ``1e-5``, ``1E-5``, ``2e4``,
+  ``1.5e+3``, ``.5``, ``+1.0``, ``1.`` (PyYAML's YAML 1.1 rules read ``1e-5`` as a string);
+  ``.inf``/``.nan`` are floats too, but a float field refuses them (not finite);
+* integers: decimal (``010`` is ten, not the YAML 1.1 octal eight), ``0x1F``, ``0o17``,
+  ``0b101``; ``_`` may separate digits (``1_000``, ``1_000.5``), as in Python;
+  ``1:30`` is a string (YAML 1.1 read it as the base-60 number 90);
+* a number keeps the text it was written with, so a string field given ``1e5`` or ``007``
+  gets that text, not ``100000.0`` or ``7``;
+* a key given twice in one mapping (at any depth) is an error naming the file, the line and
+  the dotted key, instead of the last one silently winning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -22,6 +37,163 @@ from rait.errors import ConfigError
 
 T = TypeVar("T")
 
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_DIGITS = r"[0-9](?:_?[0-9])*"
+_INT_RE = re.compile(
+    rf"""^(?:[-+]?{_DIGITS}
+    |[-+]?0[xX][0-9a-fA-F](?:_?[0-9a-fA-F])*
+    |[-+]?0[oO][0-7](?:_?[0-7])*
+    |[-+]?0[bB][01](?:_?[01])*)$""",
+    re.X,
+)
+_FLOAT_RE = re.compile(
+    rf"""^(?:[-+]?(?:{_DIGITS}\.(?:{_DIGITS})?|\.{_DIGITS})(?:[eE][-+]?{_DIGITS})?
+    |[-+]?{_DIGITS}[eE][-+]?{_DIGITS}
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class YamlInt(int):
+    """An integer read from YAML that remembers how it was written (``text``), so that a
+    string field receives ``007`` rather than ``7``. Copies and pickles are plain ints."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> YamlInt:
+        obj = super().__new__(cls, value)
+        obj.text = text
+        return obj
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (int, (int(self),))
+
+
+class YamlFloat(float):
+    """A float read from YAML that remembers how it was written (``text``), so that a string
+    field receives ``1e5`` rather than ``100000.0``. Copies and pickles are plain floats."""
+
+    text: str
+
+    def __new__(cls, value: float, text: str) -> YamlFloat:
+        obj = super().__new__(cls, value)
+        obj.text = text
+        return obj
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (float, (float(self),))
+
+
+def _parse_int(text: str) -> int:
+    body = text.replace("_", "")
+    sign = -1 if body.startswith("-") else 1
+    body = body.lstrip("+-")
+    bases = {"0x": 16, "0o": 8, "0b": 2}
+    base = bases.get(body[:2].lower())
+    return sign * (int(body[2:], base) if base else int(body, 10))
+
+
+def _parse_float(text: str) -> float:
+    body = text.replace("_", "").lower()
+    if body.lstrip("+-") == ".inf":
+        return -math.inf if body.startswith("-") else math.inf
+    if body == ".nan":
+        return math.nan
+    return float(body)
+
+
+class RaitLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 style numbers that keep their text (see the module
+    docstring); duplicate keys are found by :func:`_check_duplicate_keys`."""
+
+    def construct_yaml_int(self, node: yaml.Node) -> YamlInt:
+        text = str(self.construct_scalar(node))  # type: ignore[arg-type]
+        try:
+            return YamlInt(_parse_int(text), text)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {text!r} as an integer", node.start_mark
+            ) from None
+
+    def construct_yaml_float(self, node: yaml.Node) -> YamlFloat:
+        text = str(self.construct_scalar(node))  # type: ignore[arg-type]
+        try:
+            return YamlFloat(_parse_float(text), text)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {text!r} as a number", node.start_mark
+            ) from None
+
+
+RaitLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RaitLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT_RE, list("-+0123456789."))
+RaitLoader.add_implicit_resolver(_INT_TAG, _INT_RE, list("-+0123456789"))
+RaitLoader.add_constructor(_INT_TAG, RaitLoader.construct_yaml_int)
+RaitLoader.add_constructor(_FLOAT_TAG, RaitLoader.construct_yaml_float)
+
+
+class DuplicateKeyError(Exception):
+    """A mapping gives ``key`` (dotted path) twice: at ``line`` and first at ``first_line``."""
+
+    def __init__(self, key: str, line: int, first_line: int):
+        super().__init__(f"duplicate key {key!r} (first given at line {first_line})")
+        self.key = key
+        self.line = line
+        self.first_line = first_line
+
+
+def _check_duplicate_keys(loader: RaitLoader, node: yaml.Node, path: str = "") -> None:
+    """Raise DuplicateKeyError for the first key given twice in any mapping under ``node``."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(node, path)]
+    while stack:
+        current, where = stack.pop()
+        if id(current) in seen_nodes:  # aliases may point back up the tree
+            continue
+        seen_nodes.add(id(current))
+        if isinstance(current, yaml.SequenceNode):
+            for index, item in reversed(list(enumerate(current.value))):
+                stack.append((item, f"{where}[{index}]"))
+        elif isinstance(current, yaml.MappingNode):
+            first_at: dict[Any, int] = {}
+            children = []
+            for key_node, value_node in current.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base`; keys given here override the merged ones
+                label = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+                dotted = f"{where}.{label}" if where else label
+                children.append((value_node, dotted))
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # complex keys: the constructor refuses them (unhashable)
+                try:
+                    key = loader.construct_object(key_node, deep=True)
+                    hash(key)
+                except (yaml.YAMLError, TypeError):
+                    continue  # the constructor reports it
+                line = key_node.start_mark.line + 1
+                if key in first_at:
+                    raise DuplicateKeyError(dotted, line, first_at[key])
+                first_at[key] = line
+            stack.extend(reversed(children))
+
+
+def _load_yaml_text(text: str) -> Any:
+    """Parse one YAML document with :class:`RaitLoader`, refusing duplicate keys."""
+    loader = RaitLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicate_keys(loader, node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; syntax errors name the file and line."""
@@ -33,15 +205,26 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml_text(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(
+            f"{path}:{exc.line}: duplicate key {exc.key!r} (first given at line "
+            f"{exc.first_line}); give each key once"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{line}: invalid YAML ({exc.problem})") from None
+    except yaml.reader.ReaderError as exc:  # a control character, e.g. NUL
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"{path}:{line}: invalid YAML (control character #x{exc.character:04x} is not allowed)"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping, got {type(data).__name__}")
+        kind = {YamlInt: "int", YamlFloat: "float"}.get(type(data), type(data).__name__)
+        raise ConfigError(f"{path}: the config must be a mapping, got {kind}")
     return data
 
 
@@ -54,7 +237,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _load_yaml_text(raw) if raw.strip() else ""
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"override {text!r}: {exc}") from None
     except yaml.YAMLError:
         value = raw
     return parts, value
@@ -87,6 +272,19 @@ def _deep_copy(data: Any) -> Any:
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: a number read from YAML as it was written."""
+    text = getattr(value, "text", None)
+    return text if isinstance(value, (YamlInt, YamlFloat)) and text is not None else repr(value)
+
+
+def _float_of_text(value: str) -> float | None:
+    try:
+        return float(value.strip().replace("_", ""))
+    except ValueError:
+        return None
 
 
 def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
@@ -128,15 +326,25 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {_shown(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: expected a finite number, got {_shown(value)}")
             return float(value)
+        if isinstance(value, str) and (number := _float_of_text(value)) is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+            raise ConfigError(
+                f"{where}: expected a number, got the string {value!r} (write it without quotes)"
+            )
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, (YamlInt, YamlFloat)):
+            return value.text  # as written: 1e5 stays "1e5", 007 stays "007"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{where}: expected a string, got {value!r}")

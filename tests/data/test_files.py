@@ -100,11 +100,81 @@ def test_json_list_and_object_holding_one_list(tmp_path):
 
 def test_json_with_no_or_several_lists_or_a_scalar(tmp_path):
     two = _write(tmp_path / "two.json", json.dumps({"a": OE_ROWS, "b": OE_ROWS}))
-    assert "exactly one list" in _data_error(two)
+    assert "exactly one list of records (found several: a, b)" in _data_error(two)
     none = _write(tmp_path / "none.json", json.dumps({"a": 1}))
-    assert "exactly one list" in _data_error(none)
+    assert "holds one JSON object, not a list of records" in _data_error(none)
     scalar = _write(tmp_path / "scalar.json", "3")
-    assert "expected a list of records, got int" in _data_error(scalar)
+    assert _data_error(scalar) == (
+        f"{scalar}: expected a JSON array of records (or an object holding one list of "
+        "records), got a number"
+    )
+
+
+def test_json_file_holding_one_record_says_what_a_json_file_holds(tmp_path):
+    # the record's one list (answers) used to be taken for the list of records:
+    # "expected an object, got str"
+    path = _write(tmp_path / "one.json", json.dumps(OE_ROWS[0]))
+    message = _data_error(path)
+    assert message.startswith(f"{path}: holds one JSON object, not a list of records")
+    assert "a .json file must hold a JSON array of records" in message
+    assert ".jsonl" in message and "got str" not in message
+    mc = _write(tmp_path / "mc.json", json.dumps(MC_ROWS[0]))
+    assert "holds one JSON object, not a list of records" in _data_error(mc)
+
+
+def test_json_object_with_an_empty_list_beside_the_records(tmp_path):
+    path = _write(tmp_path / "obj.json", json.dumps({"Data": OE_ROWS, "Skipped": []}))
+    assert [r.id for r in read_records(path)] == ["q1", "q2"]
+
+
+def test_jsonl_in_a_json_file_says_it_looks_like_jsonl(tmp_path):
+    path = _jsonl(tmp_path / "lines.json", OE_ROWS)
+    message = _data_error(path)
+    assert message.startswith(f"{path}:2: invalid JSON (Extra data at column 1)")
+    assert "looks like JSONL" in message and "--format jsonl" in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [json.dumps(OE_ROWS) + "\n", json.dumps(OE_ROWS, indent=2) + "\n", "[1, 2]\n"],
+    ids=["one-line", "pretty", "numbers"],
+)
+def test_json_array_in_a_jsonl_file_says_so(tmp_path, text):
+    path = _write(tmp_path / "array.jsonl", text)
+    assert _data_error(path) == (
+        f"{path}:1: this looks like a JSON array, not JSONL (one JSON object per line): rename "
+        "the file to .json or use --format json (`format: json` in a config)"
+    )
+    if "q1" in text:  # the advice works
+        assert [r.id for r in read_records(path, fmt="json")] == ["q1", "q2"]
+
+
+def test_pretty_printed_object_in_a_jsonl_file(tmp_path):
+    path = _write(tmp_path / "pretty.jsonl", json.dumps(OE_ROWS[0], indent=2) + "\n")
+    message = _data_error(path)
+    assert message.startswith(f"{path}:1: this file holds one JSON object spread over several")
+    assert "write each record on one line" in message
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_json_read_as_csv_says_it_looks_like_json(tmp_path, fmt):
+    jsonl = _jsonl(tmp_path / "rows.jsonl", OE_ROWS)
+    assert _data_error(jsonl, fmt=fmt) == (
+        f"{jsonl}:1: this looks like JSONL (one JSON object per line), not {fmt.upper()}: use "
+        "--format jsonl (`format: jsonl` in a config)"
+    )
+    one = _jsonl(tmp_path / "one.jsonl", OE_ROWS[:1])  # was "the dataset is empty"
+    assert "looks like JSONL" in _data_error(one, fmt=fmt)
+    array = _write(tmp_path / "rows.json", json.dumps(OE_ROWS, indent=2))
+    assert _data_error(array, fmt=fmt) == (
+        f"{array}:1: this looks like JSON, not {fmt.upper()}: use --format json (`format: "
+        "json` in a config)"
+    )
+
+
+def test_csv_whose_header_merely_starts_with_a_bracket_is_csv(tmp_path):
+    path = _write(tmp_path / "b.csv", "[id],question,answers\nq1,Q?,x\n")
+    assert "field 'id'" in _data_error(path)  # read as CSV: no 'id' column
 
 
 def test_invalid_json_file_names_the_line(tmp_path):
@@ -231,9 +301,15 @@ def test_apply_field_map_without_map_and_on_non_objects():
         apply_field_map([1], {"id": "a"}, Location("f.jsonl", 2))
 
 
+def test_numeric_answer_aliases_in_a_file_are_read_as_text(tmp_path):
+    path = _jsonl(tmp_path / "n.jsonl", [{"id": "a", "question": "6 x 7?", "answers": [42]}])
+    assert read_records(path)[0].answers == ("42",)
+
+
 def test_non_object_jsonl_row(tmp_path):
-    path = _write(tmp_path / "rows.jsonl", "[1, 2]\n")
-    assert _data_error(path) == f"{path}:1: expected an object, got list"
+    # (an array on the first line is taken for a JSON array file: see above)
+    path = _write(tmp_path / "rows.jsonl", json.dumps(OE_ROWS[0]) + "\n[1, 2]\n")
+    assert _data_error(path) == f"{path}:2: expected an object, got list"
 
 
 # --------------------------------------------------------------------------- bad input
@@ -283,6 +359,11 @@ def test_non_utf8_bytes_name_the_line(tmp_path):
         ({"id": "b", "question": "q", "answers": []}, "answers", "empty list"),
         ({"id": "b", "question": "q", "answers": ["x", ""]}, "answers", "empty or non-text"),
         ({"id": "b", "question": "q"}, "answers", "missing"),
+        # json.dumps writes "\u0000": an escaped NUL in the file
+        ({"id": "b", "question": "Q\x00?", "answers": ["x"]}, "question", "control character"),
+        ({"id": "b", "question": "\t \n", "answers": ["x"]}, "question", "missing or empty"),
+        ({"id": "b", "question": "q", "answers": [float("nan")]}, "answers", "not a finite"),
+        ({"id": "b", "question": "q", "answers": [False]}, "answers", "false is a boolean"),
     ],
 )
 def test_bad_oeqa_row_names_file_line_record_field(tmp_path, row, field, needle):
@@ -460,7 +541,8 @@ def test_write_records_and_record_line(tmp_path):
 
 _safe_text = (
     st.text(
-        st.characters(exclude_categories=("Cs",), exclude_characters="\x85\u2028\u2029"),
+        # control and invisible format characters are refused by the record (test_records)
+        st.characters(exclude_categories=("Cs", "Cc", "Cf"), exclude_characters="\u2028\u2029"),
         min_size=1,
         max_size=20,
     )
@@ -501,3 +583,17 @@ def test_write_then_read_text_with_unicode_line_separators(tmp_path, char):
         handle.write('{"id": "b", "question": ""}\n')
     with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:2, record 'b'"):
         read_records(path)
+
+
+def test_duplicate_options_load_with_one_warning_and_are_listed_by_inspect(tmp_path, caplog):
+    from rait.data.inspect import format_inspection
+    from rait.data.sources import DataSource, load_source, scan_source
+
+    twin = {"id": "b", "question": "q", "choices": ["x", "y", "x"], "gold": 0}
+    path = _jsonl(tmp_path / "mc.jsonl", [MC_ROWS[0], twin])
+    with caplog.at_level("WARNING", logger="rait.data"):
+        records = load_source(DataSource(path=str(path)))
+    assert len(records) == 2
+    assert "1 MCQA record(s) have duplicate options" in caplog.text and "C repeats A" in caplog.text
+    report = format_inspection(scan_source(DataSource(path=str(path))))
+    assert "record 'b': C repeats A 'x'" in report and "no problems found" in report

@@ -13,6 +13,7 @@ from rait.data.records import (
     QARecord,
     check_dataset,
     dataset_problems,
+    duplicate_options,
     parse_gold,
     parse_record,
     task_of,
@@ -96,6 +97,18 @@ def test_single_string_answer_and_numeric_answers_are_text():
     assert record.answers == ("1945", "3", "2.5")
 
 
+def test_line_breaks_and_tabs_are_fine_in_a_question():
+    question = "Line one\r\nline two\tcolumn\x85line three"
+    record = QARecord.from_dict({"id": "a", "question": question, "answers": ["x\ty"]})
+    assert record.question == question
+    assert record.answers == ("x\ty",)
+
+
+def test_choices_that_differ_only_by_case_are_distinct_options():
+    record = QARecord.from_dict({"id": "a", "question": "q", "choices": ["CO", "Co"], "gold": 1})
+    assert record.choices == ("CO", "Co")
+
+
 def test_meta_object_and_extra_fields_are_merged():
     record = QARecord.from_dict(
         {"id": "a", "question": "q", "answers": ["x"], "meta": {"k": 1}, "extra": "e"}
@@ -154,6 +167,34 @@ def test_to_dict_leaves_unset_optional_fields_out():
         ),
         ({"id": "a", "question": "q", "answers": ["x"], "subject": 3}, "subject", "string"),
         ({"id": "a", "question": "q", "answers": ["x"], "meta": [1]}, "meta", "object"),
+        # invisible-only text is empty too
+        ({"id": "a", "question": "\u200b \ufeff", "answers": ["x"]}, "question", "empty"),
+        ({"id": "a", "question": "q", "answers": ["\u200b"]}, "answers", "alias 1: empty"),
+        # control characters (an escaped \u0000 in a JSON file) and lone surrogates
+        ({"id": "a", "question": "Q\x00?", "answers": ["x"]}, "question", "U+0000 at character 2"),
+        ({"id": "a", "question": "\x00", "answers": ["x"]}, "question", "control character"),
+        ({"id": "a", "question": "ring\x07", "answers": ["x"]}, "question", "U+0007"),
+        ({"id": "a", "question": "q\x1b[0m", "answers": ["x"]}, "question", "U+001B"),
+        ({"id": "a", "question": "q\x7f", "answers": ["x"]}, "question", "U+007F"),
+        ({"id": "a", "question": "q\x7f", "answers": ["x"]}, "question", "U+007F"),
+        ({"id": "a", "question": "q\ud800", "answers": ["x"]}, "question", "lone surrogate"),
+        ({"id": "a", "question": "q", "answers": ["x", "y\x00"]}, "answers", "alias 2: contains"),
+        (
+            {"id": "a", "question": "q", "choices": ["x", "y\x0c"], "gold": 0},
+            "choices",
+            "option B contains a control character U+000C",
+        ),
+        # answers: numbers are text, but not booleans nor JSON NaN/Infinity
+        ({"id": "a", "question": "q", "answers": [True]}, "answers", "true is a boolean"),
+        ({"id": "a", "question": "q", "answers": [float("nan")]}, "answers", "nan is not a finite"),
+        ({"id": "a", "question": "q", "answers": ["x", float("inf")]}, "answers", "alias 2: inf"),
+        ({"id": "a", "question": "q", "answers": [["x"]]}, "answers", "a list is not text"),
+        (
+            {"id": "a", "question": "q", "answers": [None, 3, {}, True, "", "x", " "]},
+            "answers",
+            "(alias 1: null is not text; alias 3: a dict is not text; alias 4: true is a "
+            "boolean; and 2 more)",
+        ),
     ],
 )
 def test_invalid_records_name_file_line_record_and_field(raw, field, needle):
@@ -169,6 +210,13 @@ def test_invalid_records_name_file_line_record_and_field(raw, field, needle):
     with pytest.raises(DataError) as info:
         QARecord.from_dict(raw, WHERE)
     assert str(info.value) == str(problems[0])
+
+
+def test_control_character_in_the_id():
+    (problem,) = _problems({"id": "a\x00b", "question": "q", "answers": ["x"]})
+    assert str(problem) == (
+        "data.jsonl:7, field 'id': contains a control character U+0000 at character 2"
+    )
 
 
 def test_every_problem_of_a_record_is_collected():
@@ -231,7 +279,13 @@ def test_parse_gold_rejects_out_of_range(n, index):
 
 
 # --------------------------------------------------------------------------- round trip
-_text = st.text(min_size=1, max_size=30).map(str.strip).filter(bool)
+# printable text: control characters, lone surrogates and invisible format characters are
+# refused by the record (tested below)
+_text = (
+    st.text(st.characters(exclude_categories=("Cc", "Cs", "Cf")), min_size=1, max_size=30)
+    .map(str.strip)
+    .filter(bool)
+)
 _optional_text = st.none() | _text
 _json_scalar = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=10)
 _meta = st.dictionaries(
@@ -252,7 +306,7 @@ def _records(draw):
         "meta": draw(_meta),
     }
     if draw(st.booleans()):
-        choices = draw(st.lists(_text, min_size=2, max_size=8))
+        choices = draw(st.lists(_text, min_size=2, max_size=8, unique=True))
         gold = draw(st.integers(0, len(choices) - 1))
         return QARecord(choices=tuple(choices), gold=gold, **common)
     answers = draw(st.lists(_text, min_size=1, max_size=5, unique=True))
@@ -303,3 +357,31 @@ def test_task_of():
         task_of([_mc("a"), _oe("b")])
     with pytest.raises(ValueError):
         task_of([])
+
+
+# --------------------------------------------------------------------------- kept, but reported
+@pytest.mark.parametrize(
+    ("choices", "expected"),
+    [
+        (["x", "y", " x"], "C repeats A 'x'"),
+        (["1", 1, "2", 2.0], "B repeats A '1'; D repeats C '2'"),
+        (["CO", "Co", "co2"], None),  # case matters: different options
+    ],
+)
+def test_duplicate_options_are_kept_and_reported(choices, expected):
+    # MMLU's test split has 9 such questions (e.g. public_relations/test/85, D repeats C):
+    # refusing them would refuse MMLU, so they load and are named by duplicate_options
+    record, problems = parse_record(
+        {"id": "a", "question": "q", "choices": choices, "gold": 0}, WHERE
+    )
+    assert problems == [] and record is not None
+    assert duplicate_options(record) == expected
+
+
+def test_c1_controls_of_real_benchmarks_are_text():
+    # MMLU's test split holds U+0080, U+0089 and U+009D (Windows-1252 quotes gone wrong)
+    question = "The court\x80\x99s ruling\x9d was \x89 final?"
+    record, problems = parse_record({"id": "a", "question": question, "answers": ["x"]}, WHERE)
+    assert problems == [] and record.question == question
+    for bad in ("\x00", "\x1b", "\x7f"):
+        assert _problems({"id": "a", "question": f"q{bad}", "answers": ["x"]})

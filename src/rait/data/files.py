@@ -80,41 +80,73 @@ def iter_raw_rows(path: str | Path, fmt: str = "auto") -> Iterator[tuple[Locatio
     if fmt == "jsonl":
         text = decode_utf8(path, path.read_bytes())
         # split on "\n" only: JSON strings may hold U+2028 and friends, which splitlines() breaks
+        first = True
         for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
+                if first:
+                    _refuse_whole_json(text, Location(source, number))
                 raise DataError(
                     f"invalid JSON ({exc.msg} at column {exc.colno})", Location(source, number)
                 ) from None
+            if first and isinstance(row, list):
+                raise DataError(
+                    f"{_JSON_ARRAY_IN_JSONL}{_json_hint('json')}", Location(source, number)
+                )
+            first = False
             yield Location(source, number), row
     elif fmt == "json":
         text = decode_utf8(path, path.read_bytes())
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
+            hint = ""
+            if exc.msg == "Extra data" and _first_line_is_object(text):
+                hint = (
+                    ": this looks like JSONL (one JSON object per line); rename the file to "
+                    f".jsonl{_json_hint('jsonl')}"
+                )
             raise DataError(
-                f"invalid JSON ({exc.msg} at column {exc.colno})", Location(source, exc.lineno)
+                f"invalid JSON ({exc.msg} at column {exc.colno}){hint}",
+                Location(source, exc.lineno),
             ) from None
         if isinstance(data, Mapping):
-            lists = [k for k, v in data.items() if isinstance(v, list)]
+            lists = [
+                k
+                for k, v in data.items()
+                if isinstance(v, list) and all(isinstance(item, Mapping) for item in v)
+            ]
+            if len(lists) > 1:  # {"Data": [...], "Skipped": []}: the list that holds records
+                lists = [k for k in lists if data[k]] or lists
             if len(lists) != 1:
+                if not lists:
+                    raise DataError(
+                        "holds one JSON object, not a list of records: a .json file must hold "
+                        "a JSON array of records ([{...}, {...}]) or an object with one list "
+                        'of records ({"Data": [...]}); wrap a single record in [ ], or use a '
+                        ".jsonl file (--format jsonl) for one record per line",
+                        Location(source),
+                    )
                 raise DataError(
-                    "expected a list of records, or an object holding exactly one list "
-                    f"(found list fields: {lists or 'none'})",
+                    "expected a list of records, or an object holding exactly one list of "
+                    f"records (found several: {', '.join(map(str, lists))})",
                     Location(source),
                 )
             data = data[lists[0]]
         if not isinstance(data, list):
             raise DataError(
-                f"expected a list of records, got {type(data).__name__}", Location(source)
+                "expected a JSON array of records (or an object holding one list of records), "
+                f"got {_json_kind(data)}",
+                Location(source),
             )
         for index, row in enumerate(data):
             yield Location(source, record=f"#{index}"), row
     elif fmt in ("csv", "tsv"):
         text = decode_utf8(path, path.read_bytes())
+        _refuse_json_as_csv(text, fmt, source)
         reader = csv.DictReader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
         if not reader.fieldnames:
             return
@@ -141,6 +173,81 @@ def iter_raw_rows(path: str | Path, fmt: str = "auto") -> Iterator[tuple[Locatio
         raise DataError(
             f"unknown format {fmt!r}; known: {', '.join(FILE_FORMATS)}", Location(source)
         )
+
+
+_JSON_ARRAY_IN_JSONL = (
+    "this looks like a JSON array, not JSONL (one JSON object per line): rename the file to .json"
+)
+
+
+def _json_hint(fmt: str) -> str:
+    return f" or use --format {fmt} (`format: {fmt}` in a config)"
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a number"
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _first_line(text: str) -> tuple[int, str]:
+    """The first non-blank line of ``text`` and its number (``(0, "")`` when there is none),
+    without splitting the whole text."""
+    start, number = 0, 1
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        if text[start:end].strip():
+            return number, text[start:end]
+        start, number = end + 1, number + 1
+    return 0, ""
+
+
+def _first_line_is_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(_first_line(text)[1]), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _refuse_whole_json(text: str, where: Location) -> None:
+    """A JSONL file whose first line is not JSON: raise a clear DataError when the whole file
+    is one (pretty-printed) JSON document."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return
+    if isinstance(data, list):
+        raise DataError(f"{_JSON_ARRAY_IN_JSONL}{_json_hint('json')}", where)
+    raise DataError(
+        "this file holds one JSON object spread over several lines, not JSONL (one JSON object "
+        "per line): write each record on one line",
+        where,
+    )
+
+
+def _refuse_json_as_csv(text: str, fmt: str, source: str) -> None:
+    """Raise a clear DataError when a file read as CSV/TSV holds JSON or JSONL."""
+    number, first = _first_line(text)
+    if first.lstrip()[:1] not in ("{", "["):
+        return
+    try:
+        one_line = isinstance(json.loads(first), dict)  # an object per line: JSONL
+    except json.JSONDecodeError:
+        try:
+            json.loads(text)  # a pretty-printed JSON document
+        except json.JSONDecodeError:
+            return
+        one_line = False
+    kind, suggest = ("JSONL (one JSON object per line)", "jsonl") if one_line else ("JSON", "json")
+    raise DataError(
+        f"this looks like {kind}, not {fmt.upper()}: use --format {suggest} (`format: "
+        f"{suggest}` in a config)",
+        Location(source, number),
+    )
 
 
 def _decode_csv_cells(row: dict[str, str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from rait.data.files import ScanResult
-from rait.data.records import QARecord
+from rait.data.records import QARecord, duplicate_options
 
 
 def _counts(label: str, counter: Counter, top: int = 12) -> list[str]:
@@ -57,6 +57,13 @@ def format_inspection(result: ScanResult, n_examples: int = 3) -> str:
         step = max(len(records) // n_examples, 1)
         for record in records[::step][:n_examples]:
             lines += _example(record)
+    twins = [(r, why) for r in mc if (why := duplicate_options(r)) is not None]
+    if twins:
+        lines.append(
+            f"notes: {len(twins)} MCQA record(s) with duplicate options (kept; choosing the "
+            "twin of the gold is scored wrong):"
+        )
+        lines += [f"  record {r.id!r}: {why}" for r, why in twins]
     if result.problems:
         lines.append("problems:")
         lines += [f"  {p}" for p in result.problems]

@@ -8,12 +8,23 @@ A QA item has a unique ``id``, a ``question`` and either
 Optional: ``subject`` (e.g. the MMLU subject, used in the MCQA prompt), ``domain`` (e.g. a
 relation name, used for out-of-domain splits), ``split`` and a free ``meta`` mapping.
 
+Text fields (``id``, ``question``, every option and alias) must not be blank (whitespace or
+invisible format characters only) and must not hold control characters other than tab and
+line breaks (an escaped ``\u0000`` in JSON, say; tab, LF, CR and NEL are fine) nor lone
+surrogates. Numbers given as an id,
+option or alias are read as text (``42`` -> ``"42"``, ``3.0`` -> ``"3"``); booleans,
+non-finite numbers (JSON ``NaN``) and nested values are refused. Two equal options in an MCQA
+record are kept (real benchmarks have them) but reported by :func:`duplicate_options`: ``rait
+data inspect`` lists them and loading warns once per data set.
+
 Validation collects *every* problem of a record (for ``rait data inspect``); loading raises the
 first one as a :class:`~rait.errors.DataError` naming the file, the line and the field.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -94,23 +105,69 @@ class QARecord:
         return record
 
 
+# whitespace plus the invisible format characters a text may be made of (ZWSP, ZWJ, BOM, ...)
+_INVISIBLE = re.compile(r"[\s\u200b-\u200f\u2060\ufeff]*")
+# C0 controls but tab, LF and CR; DEL; lone surrogates. The C1 controls (U+0080-U+009F) are
+# let through: real benchmarks hold them (MMLU's test split has 82 texts with U+0080, U+0089
+# or U+009D, left over from Windows-1252 quotes), and refusing them would refuse MMLU.
+_BAD_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
 def _is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    return value is None or (isinstance(value, str) and _INVISIBLE.fullmatch(value) is not None)
+
+
+def _bad_char(text: str) -> str | None:
+    """Why ``text`` cannot be used (a control character or a lone surrogate), or None."""
+    match = _BAD_CHAR.search(text)
+    if match is None:
+        return None
+    code = ord(match.group())
+    kind = "a lone surrogate (invalid Unicode)" if code >= 0xD800 else "a control character"
+    return f"contains {kind} U+{code:04X} at character {match.start() + 1}"
 
 
 def _as_text(value: Any) -> str | None:
-    """Strings as they are; ints/floats (e.g. numeric answers read from CSV) as text."""
+    """Strings as they are; ints/finite floats (e.g. numeric answers read from CSV) as text."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON NaN/Infinity: not an answer anyone wrote
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, float):
         return repr(value)
     return None
+
+
+def duplicate_options(record: QARecord) -> str | None:
+    """``"B repeats A 'Paris'"`` when two options of an MCQA record are the same text (after
+    trimming spaces), else None. Such a question has two right letters but one gold: choosing
+    the twin of the gold is scored wrong."""
+    first_of: dict[str, int] = {}
+    repeats = []
+    for i, text in enumerate(record.choices or ()):
+        key = text.strip()
+        if key in first_of:
+            repeats.append(f"{LETTERS[i]} repeats {LETTERS[first_of[key]]} {key!r}")
+        else:
+            first_of[key] = i
+    return "; ".join(repeats) or None
+
+
+def _not_text(value: Any) -> str:
+    """Why ``value`` (for which :func:`_as_text` gave None) is not text."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} is a boolean"
+    if isinstance(value, float):
+        return f"{value} is not a finite number"
+    if value is None:
+        return "null is not text"
+    return f"a {type(value).__name__} is not text"
 
 
 def _as_list(value: Any) -> list[Any] | None:
@@ -181,6 +238,8 @@ def parse_record(
         text = _as_text(raw_id)
         if text is None:
             problem("id", f"must be a string or integer, got {type(raw_id).__name__}")
+        elif (why := _bad_char(text)) is not None:
+            problem("id", why)
         else:
             record_id = text.strip()
 
@@ -189,6 +248,8 @@ def parse_record(
         problem("question", "missing or empty")
     elif not isinstance(question, str):
         problem("question", f"must be a string, got {type(question).__name__}")
+    elif (why := _bad_char(question)) is not None:
+        problem("question", why)
 
     has_choices = raw.get("choices") is not None
     has_answers = raw.get("answers") is not None
@@ -207,14 +268,22 @@ def parse_record(
             problem("choices", f"needs at least 2 options, got {len(listed)}")
         else:
             texts = [_as_text(c) for c in listed]
-            bad = [i for i, t in enumerate(texts) if t is None or not t.strip()]
+            bad = [i for i, t in enumerate(texts) if t is None or _is_blank(t)]
             if bad:
                 letters = ", ".join(LETTERS[i] for i in bad if i < len(LETTERS))
                 problem("choices", f"empty or non-text option(s): {letters}")
             elif len(listed) > len(LETTERS):
                 problem("choices", f"at most {len(LETTERS)} options, got {len(listed)}")
             else:
-                choices = tuple(t for t in texts if t is not None)
+                options = [t for t in texts if t is not None]
+                for i, text in enumerate(options):
+                    if (why := _bad_char(text)) is not None:
+                        problem("choices", f"option {LETTERS[i]} {why}")
+                        break
+                else:
+                    # duplicate options are kept (MMLU's test split has 9) but reported: see
+                    # duplicate_options
+                    choices = tuple(options)
         if "gold" not in raw or _is_blank(raw.get("gold")):
             problem("gold", "missing or empty (MCQA records need the gold option)")
         elif choices is not None:
@@ -229,10 +298,21 @@ def parse_record(
             problem("answers", f"must be a list of strings, got {type(value).__name__}")
         else:
             texts = [_as_text(a) for a in listed]
+            reasons = [
+                f"alias {i + 1}: "
+                + (_not_text(a) if t is None else "empty" if _is_blank(t) else str(_bad_char(t)))
+                for i, (a, t) in enumerate(zip(listed, texts))
+                if t is None or _is_blank(t) or _bad_char(t) is not None
+            ]
             if not texts:
                 problem("answers", "empty list: at least one accepted answer is needed")
-            elif any(t is None or not t.strip() for t in texts):
-                problem("answers", "contains an empty or non-text answer")
+            elif reasons:
+                more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+                problem(
+                    "answers",
+                    f"contains an empty or non-text answer ({'; '.join(reasons[:3])}{more}); "
+                    "aliases must be non-empty strings (or numbers)",
+                )
             else:
                 # keep order (the first alias is canonical), drop exact duplicates
                 answers = tuple(dict.fromkeys(t.strip() for t in texts if t is not None))

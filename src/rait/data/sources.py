@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from rait.data.files import (
     iter_raw_rows,
     scan_rows,
 )
-from rait.data.records import LETTERS, QARecord
+from rait.data.records import LETTERS, QARecord, duplicate_options
 from rait.errors import DataError, Location
 
 HUB_FORMATS = ("mmlu", "arc", "triviaqa", "nq_open")
@@ -354,6 +355,15 @@ def load_source(source: DataSource) -> list[QARecord]:
     result = scan_source(source)
     result.raise_first()
     records = result.records
+    twins = [(r.id, why) for r in records if (why := duplicate_options(r)) is not None]
+    if twins:
+        logging.getLogger("rait.data").warning(
+            "%s: %d MCQA record(s) have duplicate options, kept (e.g. record %r: %s); choosing "
+            "the twin of the gold is scored wrong",
+            result.source,
+            len(twins),
+            *twins[0],
+        )
     if source.sample is not None:
         if source.sample <= 0:
             raise DataError(f"sample must be positive, got {source.sample}")
