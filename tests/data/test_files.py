@@ -360,7 +360,7 @@ def test_non_utf8_bytes_name_the_line(tmp_path):
         ({"id": "b", "question": "q", "answers": ["x", ""]}, "answers", "empty or non-text"),
         ({"id": "b", "question": "q"}, "answers", "missing"),
         # json.dumps writes "\u0000": an escaped NUL in the file
-        ({"id": "b", "question": "Q\x00?", "answers": ["x"]}, "question", "control character"),
+        ({"id": "b", "question": "Q\x00?", "answers": ["x"]}, "question", "NUL character"),
         ({"id": "b", "question": "\t \n", "answers": ["x"]}, "question", "missing or empty"),
         ({"id": "b", "question": "q", "answers": [float("nan")]}, "answers", "not a finite"),
         ({"id": "b", "question": "q", "answers": [False]}, "answers", "false is a boolean"),

@@ -170,19 +170,15 @@ def test_to_dict_leaves_unset_optional_fields_out():
         # invisible-only text is empty too
         ({"id": "a", "question": "\u200b \ufeff", "answers": ["x"]}, "question", "empty"),
         ({"id": "a", "question": "q", "answers": ["\u200b"]}, "answers", "alias 1: empty"),
-        # control characters (an escaped \u0000 in a JSON file) and lone surrogates
+        # NUL (an escaped \u0000 in a JSON file) and lone surrogates
         ({"id": "a", "question": "Q\x00?", "answers": ["x"]}, "question", "U+0000 at character 2"),
-        ({"id": "a", "question": "\x00", "answers": ["x"]}, "question", "control character"),
-        ({"id": "a", "question": "ring\x07", "answers": ["x"]}, "question", "U+0007"),
-        ({"id": "a", "question": "q\x1b[0m", "answers": ["x"]}, "question", "U+001B"),
-        ({"id": "a", "question": "q\x7f", "answers": ["x"]}, "question", "U+007F"),
-        ({"id": "a", "question": "q\x7f", "answers": ["x"]}, "question", "U+007F"),
+        ({"id": "a", "question": "\x00", "answers": ["x"]}, "question", "NUL character"),
         ({"id": "a", "question": "q\ud800", "answers": ["x"]}, "question", "lone surrogate"),
         ({"id": "a", "question": "q", "answers": ["x", "y\x00"]}, "answers", "alias 2: contains"),
         (
-            {"id": "a", "question": "q", "choices": ["x", "y\x0c"], "gold": 0},
+            {"id": "a", "question": "q", "choices": ["x", "y\x00"], "gold": 0},
             "choices",
-            "option B contains a control character U+000C",
+            "option B contains a NUL character U+0000",
         ),
         # answers: numbers are text, but not booleans nor JSON NaN/Infinity
         ({"id": "a", "question": "q", "answers": [True]}, "answers", "true is a boolean"),
@@ -212,10 +208,10 @@ def test_invalid_records_name_file_line_record_and_field(raw, field, needle):
     assert str(info.value) == str(problems[0])
 
 
-def test_control_character_in_the_id():
+def test_nul_character_in_the_id():
     (problem,) = _problems({"id": "a\x00b", "question": "q", "answers": ["x"]})
     assert str(problem) == (
-        "data.jsonl:7, field 'id': contains a control character U+0000 at character 2"
+        "data.jsonl:7, field 'id': contains a NUL character U+0000 at character 2"
     )
 
 
@@ -378,10 +374,12 @@ def test_duplicate_options_are_kept_and_reported(choices, expected):
     assert duplicate_options(record) == expected
 
 
-def test_c1_controls_of_real_benchmarks_are_text():
-    # MMLU's test split holds U+0080, U+0089 and U+009D (Windows-1252 quotes gone wrong)
-    question = "The court\x80\x99s ruling\x9d was \x89 final?"
+def test_control_characters_of_real_benchmarks_are_text():
+    # MMLU's test split holds U+0080, U+0089 and U+009D (Windows-1252 quotes gone wrong), ARC's
+    # dev split a U+0002 (NYSEDREGENTS_2014_8_20): they load; only NUL and lone surrogates,
+    # which no tokenizer or file can carry faithfully, are refused
+    question = "The court\x80\x99s ruling\x9d was \x89 final\x02?"
     record, problems = parse_record({"id": "a", "question": question, "answers": ["x"]}, WHERE)
     assert problems == [] and record.question == question
-    for bad in ("\x00", "\x1b", "\x7f"):
+    for bad in ("\x00", "\ud800"):
         assert _problems({"id": "a", "question": f"q{bad}", "answers": ["x"]})

@@ -9,10 +9,9 @@ Optional: ``subject`` (e.g. the MMLU subject, used in the MCQA prompt), ``domain
 relation name, used for out-of-domain splits), ``split`` and a free ``meta`` mapping.
 
 Text fields (``id``, ``question``, every option and alias) must not be blank (whitespace or
-invisible format characters only) and must not hold control characters other than tab and
-line breaks (an escaped ``\u0000`` in JSON, say; tab, LF, CR and NEL are fine) nor lone
-surrogates. Numbers given as an id,
-option or alias are read as text (``42`` -> ``"42"``, ``3.0`` -> ``"3"``); booleans,
+invisible format characters only) and must not hold a NUL (an escaped ``\u0000`` in JSON,
+say) nor a lone surrogate; other control characters are kept (real benchmarks have them).
+Numbers given as an id, option or alias are read as text (``42`` -> ``"42"``, ``3.0`` -> ``"3"``); booleans,
 non-finite numbers (JSON ``NaN``) and nested values are refused. Two equal options in an MCQA
 record are kept (real benchmarks have them) but reported by :func:`duplicate_options`: ``rait
 data inspect`` lists them and loading warns once per data set.
@@ -107,10 +106,11 @@ class QARecord:
 
 # whitespace plus the invisible format characters a text may be made of (ZWSP, ZWJ, BOM, ...)
 _INVISIBLE = re.compile(r"[\s\u200b-\u200f\u2060\ufeff]*")
-# C0 controls but tab, LF and CR; DEL; lone surrogates. The C1 controls (U+0080-U+009F) are
-# let through: real benchmarks hold them (MMLU's test split has 82 texts with U+0080, U+0089
-# or U+009D, left over from Windows-1252 quotes), and refusing them would refuse MMLU.
-_BAD_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# NUL and lone surrogates: a NUL ends a string in C code and tokenizers, a lone surrogate cannot
+# be written as UTF-8. Other control characters are text: real benchmarks hold them (MMLU's
+# test split 82 texts with U+0080, U+0089 or U+009D, Windows-1252 quotes gone wrong; ARC's dev
+# split a U+0002), and refusing them would refuse those benchmarks.
+_BAD_CHAR = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def _is_blank(value: Any) -> bool:
@@ -118,12 +118,12 @@ def _is_blank(value: Any) -> bool:
 
 
 def _bad_char(text: str) -> str | None:
-    """Why ``text`` cannot be used (a control character or a lone surrogate), or None."""
+    """Why ``text`` cannot be used (a NUL or a lone surrogate), or None."""
     match = _BAD_CHAR.search(text)
     if match is None:
         return None
     code = ord(match.group())
-    kind = "a lone surrogate (invalid Unicode)" if code >= 0xD800 else "a control character"
+    kind = "a lone surrogate (invalid Unicode)" if code >= 0xD800 else "a NUL character"
     return f"contains {kind} U+{code:04X} at character {match.start() + 1}"
 
 
