@@ -11,10 +11,10 @@ relation name, used for out-of-domain splits), ``split`` and a free ``meta`` map
 Text fields (``id``, ``question``, every option and alias) must not be blank (whitespace or
 invisible format characters only) and must not hold a NUL (an escaped ``\u0000`` in JSON,
 say) nor a lone surrogate; other control characters are kept (real benchmarks have them).
-Numbers given as an id, option or alias are read as text (``42`` -> ``"42"``, ``3.0`` -> ``"3"``); booleans,
-non-finite numbers (JSON ``NaN``) and nested values are refused. Two equal options in an MCQA
-record are kept (real benchmarks have them) but reported by :func:`duplicate_options`: ``rait
-data inspect`` lists them and loading warns once per data set.
+Numbers given as an id, option or alias are read as text (``42`` -> ``"42"``, ``3.0`` ->
+``"3"``); booleans, non-finite numbers (JSON ``NaN``) and nested values are refused. Two
+equal options in an MCQA record are kept (real benchmarks have them) but reported by
+:func:`duplicate_options`: ``rait data inspect`` lists them and loading warns once per set.
 
 Validation collects *every* problem of a record (for ``rait data inspect``); loading raises the
 first one as a :class:`~rait.errors.DataError` naming the file, the line and the field.
