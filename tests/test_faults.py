@@ -434,7 +434,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
         text=True,
     )
     assert job.stdout.count("\n") == 1
-    assert "Traceback" not in job.stderr and "BrokenPipe" not in job.stderr, job.stderr
+    assert job.stderr == ""  # no traceback, and no error line either: a closed pipe is no error
 
 
 def test_an_unreachable_hub_is_not_retried(monkeypatch):

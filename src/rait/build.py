@@ -129,6 +129,12 @@ def read_knowledge(
     by_id = read_jsonl_by_id(path, required=("id", "mu", "sigma"))
     for row in by_id.values():
         line = row["_line"]
+        if "prompt" in row and "completion" in row:
+            raise DataError(
+                "this is a built training set (`rait build`'s output, prompt/completion rows), "
+                "not a probe's knowledge.jsonl: give the probe's output (rait probe --out)",
+                Location(path, line, field="prompt"),
+            )
         row_number(row, "mu", path, 0.0, 1.0)
         row_number(row, "sigma", path)
         row_task = row.get("task")
@@ -325,6 +331,16 @@ def build_dataset(cfg: BuildConfig) -> BuildResult:
     n_idk = sum(p.kind == "idk" for p in selection.picks)
     if spec.refuse_prompt and sizes.n_idk > 0 and n_idk == 0:
         pools = "; ".join(f"{r.rule}: pool {r.pool}" for r in selection.rules)
+        emptied = [r for r in selection.rules if r.pool > 0 and r.kept == 0 and r.why_dropped]
+        if emptied:  # there were unknown questions, but a filter removed every one
+            why = "; ".join(
+                f"the rule {r.rule!r} dropped all {r.pool} ({r.why_dropped})" for r in emptied
+            )
+            raise DataError(
+                f"{spec.name}: zero IdK candidates: {why}. Probe more questions, or set n_idk: "
+                "0 to build a set without refusals",
+                Location(str(cfg.knowledge)),
+            )
         raise DataError(
             f"{spec.name}: zero IdK candidates ({pools}); the probe finds nothing this model does "
             "not know, so there is nothing to refuse. Probe more or harder questions, or set "

@@ -65,6 +65,7 @@ def load_results(files: Sequence[Path]) -> list[dict]:
         for key in _REQUIRED:
             if key not in data:
                 raise DataError("missing field", Location(str(file), field=key))
+        _check_rates(data, str(file))
         key = (data["method"], data["test_set"])
         if key in seen:
             raise DataError(
@@ -75,6 +76,40 @@ def load_results(files: Sequence[Path]) -> list[dict]:
         data["_file"] = str(file)
         results.append(data)
     return results
+
+
+def _check_rates(data: dict, where: str) -> None:
+    """Pc, Pw (and Pr) are finite shares in [0, 1] summing to 1, THS a finite number or null:
+    an edited or damaged metrics file is an error, never a table showing Pc 170.0 or nan."""
+    import math
+
+    for key in ("method", "test_set"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise DataError(
+                f"expected a non-empty string, got {data[key]!r}", Location(where, field=key)
+            )
+    if data["role"] not in ("id", "ood"):
+        raise DataError(f"expected id or ood, got {data['role']!r}", Location(where, field="role"))
+    rates = [k for k in ("pc", "pw", "pr") if k in data]
+    for key in [*rates, "ths"]:
+        value = data[key]
+        if key == "ths" and value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise DataError(f"expected a finite number, got {value!r}", Location(where, field=key))
+        if key != "ths" and not 0.0 <= value <= 1.0:
+            raise DataError(f"a share must lie in [0, 1], got {value}", Location(where, field=key))
+    if len(rates) == 3 and abs(sum(data[k] for k in rates) - 1.0) > 1e-9:
+        # counts / n summed: three roundings of at most 2^-53 each, far below 1e-9
+        raise DataError(
+            f"pc + pw + pr = {sum(data[k] for k in rates)!r}, not 1: the file was edited "
+            "or damaged",
+            Location(where, field="pc"),
+        )
 
 
 def _method_rank(method: str) -> tuple[int, str]:

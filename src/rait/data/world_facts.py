@@ -467,6 +467,14 @@ def build_world_facts(cfg: WorldFactsConfig) -> dict[str, list[QARecord]]:
             splits[split].append(_to_record(fact, split, cfg, answer_pool, record_rng))
     for split in SPLITS:
         splits[split].sort(key=lambda r: r.id)
+    empty = [s for s in SPLITS if not splits[s]]
+    if empty:
+        raise ConfigError(
+            f"world_facts: the {' and '.join(empty)} split(s) would be empty with "
+            f"dev_per_relation {cfg.dev_per_relation}, id_test_fraction {cfg.id_test_fraction}, "
+            f"n_cities {cfg.n_cities} and {len(cfg.ood_relations)} out-of-domain relation(s): "
+            "lower dev_per_relation or id_test_fraction, or raise n_cities"
+        )
     return splits
 
 
