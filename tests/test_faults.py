@@ -218,6 +218,16 @@ def test_a_failed_fresh_start_leaves_no_running_record(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()  # no `running` stage.json, no empty predictions
 
 
+def test_a_training_that_fails_validation_leaves_no_running_record(tiny_model_dir, tmp_path):
+    from rait.errors import DataError
+
+    cfg = _train_cfg(tiny_model_dir, tmp_path)
+    cfg.max_length = 5  # every sample is too long: found after the model loaded
+    with pytest.raises(DataError, match="max_length 5"):
+        run_train(cfg, tmp_path / "out", log=lambda _: None)
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- checkpoints
 QUESTIONS = [("Capital of France?", "Paris"), ("Capital of Italy?", "Rome")] * 4
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from rait.config import config_to_dict
 from rait.distributed import Processes
-from rait.errors import ConfigError, DataError, Location
+from rait.errors import ConfigError, DataError, Location, RaitError
 from rait.fileio import read_json, read_jsonl_rows, write_json
 from rait.models import ModelConfig, render_prompt, resolve_device
 from rait.rundir import Stage
@@ -655,9 +655,16 @@ def _train(cfg: TrainConfig, rows: list[dict], stage: Stage, procs: Processes, l
     procs.barrier()
     resume_from = _latest_checkpoint(checkpoints)
     log(f"[train] {'resuming from ' + resume_from if resume_from else 'running'} -> {stage.path}")
-    lm, model = _load_for_training(cfg)
-    examples = tokenize_rows(rows, lm.tokenizer, lm.use_chat_template, cfg.max_length, cfg.data)
-    trainer = build_trainer(cfg, examples, checkpoints, lm, model)
+    try:
+        lm, model = _load_for_training(cfg)
+        examples = tokenize_rows(rows, lm.tokenizer, lm.use_chat_template, cfg.max_length, cfg.data)
+        trainer = build_trainer(cfg, examples, checkpoints, lm, model)
+    except RaitError:
+        # a model that does not load, a sample too long: found before any step, so a fresh
+        # start leaves no `running` folder behind (a resumed one keeps its checkpoints)
+        if procs.main and resume_from is None:
+            shutil.rmtree(stage.path, ignore_errors=True)
+        raise
     prior_sum, prior_steps = _prior_loss(resume_from)
     trainer.prior_loss_sum = prior_sum
     started = time.perf_counter()
