@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rait.build import BuildConfig, build_dataset
 from rait.data.sources import DataSource
@@ -134,3 +135,61 @@ def test_an_edited_metrics_file_is_refused_not_tabled(tmp_path, changes, field, 
 def test_a_sound_metrics_file_is_read(tmp_path):
     (result,) = load_results([_metrics(tmp_path, ths=None)])
     assert result["pc"] == 0.25 and result["ths"] is None
+
+
+# --------------------------------------------------------------------------- rait run, early
+def _run_config(tmp_path: Path, **changes) -> dict:
+    config = {
+        "run_dir": str(tmp_path / "run"),
+        "model": {"name": str(tmp_path / "no-model-needed")},
+        "world_facts": {"task": "mcqa", "n_cities": 60},
+        "data": {"format": "world_facts", "split": "train", "sample": 8},
+        "shots": {"format": "world_facts", "split": "dev"},
+        "tests": [{"name": "wf-id", "data": {"format": "world_facts", "split": "id_test"}}],
+        "methods": ["cor-rait"],
+    }
+    config.update(changes)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        (
+            {"tests": [{"name": "wf-id", "data": {"path": "missing.jsonl"}}]},
+            "tests[0] ('wf-id').data",
+        ),
+        (
+            {
+                "tests": [
+                    {
+                        "name": "t2",
+                        "data": {"format": "world_facts", "split": "id_test", "sample": -1},
+                    }
+                ]
+            },
+            "tests[0] ('t2').data: sample must be positive, got -1",
+        ),
+        ({"shots": None}, "need a `shots` source"),
+        ({"train": {"batch_size": 3, "effective_batch_size": 8}}, "train: effective_batch_size 8"),
+        (
+            {
+                "methods": ["craft"],
+                "rehearse": {"train": {"batch_size": 3, "effective_batch_size": 16}},
+            },
+            "rehearse.train: effective_batch_size 16",
+        ),
+    ],
+)
+def test_rait_run_checks_everything_it_can_before_the_first_expensive_stage(
+    tmp_path, changes, needle
+):
+    from rait.pipeline import run_pipeline
+
+    config = _run_config(tmp_path, **changes)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as info:
+        run_pipeline(load_pipeline_config(str(path)), log=lambda _: None)
+    assert needle in str(info.value)
+    assert not (tmp_path / "run" / "probe").exists()  # no model was loaded, nothing probed
