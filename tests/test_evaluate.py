@@ -418,6 +418,7 @@ def test_baseline_errors_name_the_file_line_and_field(tmp_path, scripted):
         ("batch_size=0", "batch_size must be positive"),
         ("refusal_phrases=[]", "refusal_phrases is empty"),
         ("refusal_phrases=['  ']", r"refusal_phrases\[0\] is empty"),
+        ("refusal_phrases=['I do not know', '...']", r"refusal_phrases\[1\] '...' has no letter"),
         ("method=' '", "method must not be empty"),
         ("backend=tpu", "backend must be one of"),
     ],
@@ -467,9 +468,25 @@ def test_hf_engine_greedy_answers_equal_plain_generation(tiny_model_dir):
 
 
 def test_hf_engine_padding_and_mcqa_paths_run_on_a_tiny_model(tiny_model_dir, tmp_path):
+    """``rait eval`` on the real HF engine (padded batches of 2, questions of different
+    lengths) against an oracle written with plain transformers, one unpadded sample at a
+    time: the option probabilities are the softmax over the option letters of the next-token
+    logits after the prompt; the answer is plain greedy generate(); sure_prob is
+    p(" sure") / (p(" sure") + p(" unsure")) after "{prompt}{answer}. Are you sure ...? I am"
+    (R-Tuning section 2.3); confidence = (max option prob + sure_prob) / 2 (METHODS.md
+    section 4); the verdicts and Pc/Pw/Pr follow from these."""
+    import re
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rait.prompts import evaluation_messages
+
+    questions = ["Q0?", "Which of the four is the largest number of them all, Q1?", "Q2 here?"]
+    questions += ["A long question " * 6 + "Q3?", "Q4?"]
     rows = [
-        {"id": f"m{i}", "question": f"Q{i}?", "choices": ["w", "x", "y", "z"], "gold": i % 4}
-        for i in range(5)
+        {"id": f"m{i}", "question": q, "choices": ["w", "x", "y", "z"], "gold": i % 4}
+        for i, q in enumerate(questions)
     ]
     data = write_jsonl(tmp_path / "mc.jsonl", rows)
     model = ModelConfig(name=str(tiny_model_dir))
@@ -485,10 +502,123 @@ def test_hf_engine_padding_and_mcqa_paths_run_on_a_tiny_model(tiny_model_dir, tm
         tmp_path / "out",
         progress=False,
     )
-    preds = read_rows(tmp_path / "out" / "predictions.jsonl")
+    preds = {r["id"]: r for r in read_rows(tmp_path / "out" / "predictions.jsonl")}
     assert len(preds) == 5 and result["n"] == 5
-    for row in preds:
-        assert len(row["option_probs"]) == 4
-        assert sum(row["option_probs"]) == pytest.approx(1.0, abs=1e-6)
-        assert 0.0 <= row["sure_prob"] <= 1.0
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lm = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    eps = torch.finfo(torch.float32).eps
+
+    def ids_of(text):
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    def logprobs(ids):
+        with torch.no_grad():
+            logits = lm(input_ids=torch.tensor([ids]), use_cache=False).logits[0]
+        return torch.log_softmax(logits.double(), dim=-1)
+
+    def tolerance(ids, logp):
+        # a float32 forward pass of n tokens: its longest reductions have n' = max(n, MLP
+        # width) terms, so batching/padding/caching moves a log-probability by at most about
+        # n'·eps·max|log p| (Higham's γ_n for a sum of n' terms of that size)
+        return max(len(ids), lm.config.intermediate_size) * eps * float(logp.abs().max())
+
+    literal_sure = (
+        "Are you sure you accurately answered the question based on your internal knowledge?"
+    )
+    verdicts = []
+    for row in rows:
+        got = preds[row["id"]]
+        record = QARecord(
+            id=row["id"], question=row["question"], choices=tuple(row["choices"]), gold=row["gold"]
+        )
+        prompt = tok.apply_chat_template(
+            evaluation_messages(record), tokenize=False, add_generation_prompt=True
+        )
+        base = ids_of(prompt)
+        # the option letters' tokens as they follow the prompt (chat model: "A", "B", ...)
+        letters = []
+        for letter in "ABCD":
+            joined = ids_of(prompt + letter)
+            assert joined[: len(base)] == base and len(joined) == len(base) + 1
+            letters.append(joined[-1])
+        logp = logprobs(base)
+        option_logp = logp[-1, letters]
+        want_probs = torch.softmax(option_logp, dim=0)
+        tol = tolerance(base, logp)
+        assert got["option_probs"] == pytest.approx(want_probs.tolist(), abs=2 * tol, rel=0)
+        assert got["answer_prob"] == pytest.approx(float(want_probs.max()), abs=2 * tol, rel=0)
+        assert got["gold"] == "ABCD"[row["gold"]]
+        # greedy answer, plain generate() on the unpadded prompt, cut at its first line
+        with torch.no_grad():
+            out = lm.generate(
+                torch.tensor([base]), do_sample=False, max_new_tokens=4, pad_token_id=0
+            )
+        text = tok.decode(out[0, len(base) :], skip_special_tokens=True)
+        answer = text.strip().splitlines()[0].strip() if text.strip() else ""
+        assert got["answer"] == answer, row["id"]
+        # R-Tuning's sure/unsure question after the answer
+        asked = f"{prompt}{answer}. {literal_sure} I am"
+        asked_ids = ids_of(asked)
+        scores, tol_sure = [], 0.0
+        for word in (" sure", " unsure"):
+            full = ids_of(asked + word)
+            assert full[: len(asked_ids)] == asked_ids and len(full) > len(asked_ids)
+            lp = logprobs(full)
+            scores.append(sum(float(lp[t - 1, full[t]]) for t in range(len(asked_ids), len(full))))
+            tol_sure += (len(full) - len(asked_ids)) * tolerance(full, lp)
+        sure = 1 / (1 + math.exp(scores[1] - scores[0]))
+        # sure_prob = σ(x), x = log p(sure) − log p(unsure), and x moves by at most tol_sure;
+        # σ' = σ(1 − σ) changes by at most a factor e^δ over [x − δ, x + δ], so sure_prob moves
+        # by at most σ(1 − σ)·δ·e^δ (plus float64 rounding): tight even where the tiny model
+        # is almost sure, so that 1 − sure_prob is checked too
+        sure_tol = sure * (1 - sure) * tol_sure * math.exp(tol_sure) + 1e-15
+        assert got["sure_prob"] == pytest.approx(sure, abs=sure_tol, rel=0)
+        assert got["confidence"] == pytest.approx(
+            0.5 * float(want_probs.max()) + 0.5 * sure, abs=sure_tol + 2 * tol, rel=0
+        )
+        # the verdict: unsure (< 0.5) is a refusal; else a refusal phrase; else the first
+        # standalone letter A-D against the gold one
+        letter = re.search(r"(?<![A-Za-z])([ABCD])(?![A-Za-z])", answer)
+        folded = answer.lower().replace("\u2019", "'")
+        if sure < 0.5 or any(p.lower() in folded for p in DEFAULT_REFUSAL_PHRASES):
+            want = "refused"
+        elif letter and letter.group(1) == "ABCD"[row["gold"]]:
+            want = "correct"
+        else:
+            want = "wrong"
+        assert got["verdict"] == want, (row["id"], answer, sure)
+        verdicts.append(want)
+    for key, verdict in (("pc", "correct"), ("pw", "wrong"), ("pr", "refused")):
+        assert result[key] == pytest.approx(verdicts.count(verdict) / len(verdicts))
     assert result["pc"] + result["pw"] + result["pr"] == pytest.approx(1.0)
+    # the checks above are not vacuous: the questions give different distributions
+    assert len({tuple(round(p, 6) for p in preds[r["id"]]["option_probs"]) for r in rows}) > 1
+
+
+# --------------------------------------------------------------------------- refusal phrases
+# (issue 15 item 6: R-Tuning's phrases match without their trailing period)
+@pytest.mark.parametrize(
+    ("answer", "answer_correct"),
+    [
+        ("I'm not sure, but it could be Paris", True),
+        ("Paris. It is not known", True),
+        ("We do not know, sadly", False),
+        ("The answer is unknown", False),
+    ],
+)
+def test_answer_with_a_refusal_phrase_is_refused_even_when_correct(answer, answer_correct):
+    verdict = classify(answer, oe(), "contains", PHRASES)
+    assert (verdict.verdict, verdict.refused) == ("refused", True)
+    assert verdict.answer_correct is answer_correct
+
+
+def test_mcqa_answer_with_a_refusal_phrase_is_refused_even_when_correct():
+    verdict = classify("B. Paris, I'm not sure", mc(gold=1), "contains", PHRASES)
+    assert (verdict.verdict, verdict.parsed, verdict.answer_correct) == ("refused", "B", True)
+
+
+@pytest.mark.parametrize("answer", ["Paris, I am sure", "The summit is not known: Paris"])
+def test_phrase_fragment_does_not_turn_a_correct_answer_into_a_refusal(answer):
+    verdict = classify(answer, oe(), "contains", PHRASES)
+    assert (verdict.verdict, verdict.refused, verdict.answer_correct) == ("correct", False, True)

@@ -136,15 +136,24 @@ def test_mcqa_mu_sigma_match_one_pass_per_option(tmp_path, tiny_model_dir):
         prompt = prober.render(record, select_shots(record, pool, 5))
         letters = option_token_ids(prober.engine, prompt, record.option_letters, True)
         base = lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        logps = []
+        logps, scale = [], 0.0
         for token in letters:  # the released code's way: one pass per option
             with torch.no_grad():
                 logits = lm.model(torch.tensor([[*base, token]])).logits[0, -2]
-            logps.append(float(torch.log_softmax(logits.float(), -1)[token]))
-        probs = torch.softmax(torch.tensor(logps), 0).tolist()
-        assert row["mu"] == pytest.approx(probs[record.gold], abs=1e-5)
-        assert row["option_probs"] == pytest.approx(probs, abs=1e-5)
-        assert row["sigma"] == pytest.approx(sum(p * math.log(p) for p in probs), abs=1e-5)
+            row_logp = torch.log_softmax(logits.float(), -1)
+            logps.append(float(row_logp[token]))
+            scale = max(scale, float(row_logp.abs().max()))
+        probs = torch.softmax(torch.tensor(logps, dtype=torch.float64), 0).tolist()
+        # the probe scores all options in one batched pass: float32 reductions of up to
+        # n = max(prompt length, MLP width) terms, so each option log-probability may move by
+        # about n·eps·max|log p| (Higham's γ_n); a softmax moves by at most twice that, and
+        # σ = Σ p log p by at most 2|σ| ≤ 2 log 4 times that
+        n = max(len(base) + 1, lm.model.config.intermediate_size)
+        tol = n * torch.finfo(torch.float32).eps * scale
+        assert row["mu"] == pytest.approx(probs[record.gold], abs=2 * tol)
+        assert row["option_probs"] == pytest.approx(probs, abs=2 * tol)
+        sigma = sum(p * math.log(p) for p in probs)
+        assert row["sigma"] == pytest.approx(sigma, abs=2 * math.log(4) * tol)
         assert -math.log(4) - 1e-9 <= row["sigma"] <= 0
         assert sum(row["option_probs"]) == pytest.approx(1.0)
         assert 0 < row["letter_mass"] <= 1
@@ -197,26 +206,114 @@ def test_results_do_not_depend_on_batch_size(tmp_path, tiny_model_dir):
 
 
 # ------------------------------------------------------------------------- OEQA
-def test_oeqa_rows_hold_samples_correctness_and_certainty(tmp_path, tiny_model_dir, fake_encoder):
+# hand-built OEQA samples per question and temperature: T = 1.0 the N knowledge samples,
+# T = 0 R-Tuning's greedy answer, T = 0.7 R-Tuning-U's k answers (only the first line counts)
+SCRIPT = {
+    "p": {
+        1.0: ["Paris", "It is paris.\nsecond line", "Lyon", "the city of light"],
+        0.0: ["Paris is the answer"],
+        0.7: ["Paris", "Paris", "Paris"],
+    },
+    "r": {1.0: ["Rome"] * 4, 0.0: ["Milan"], 0.7: ["Rome", "Milan", "Turin"]},
+    "m": {
+        1.0: ["", "Lyon", "Madridista", "no"],
+        0.0: ["MADRID"],
+        0.7: ["Madrid", "Madrid", "Lyon"],
+    },
+}
+ALIASES = {"p": ["Paris", "City of Light"], "r": ["Rome"], "m": ["Madrid"]}
+# the embedding of each first line (a table, so that σ can be worked out by hand)
+VECTORS = {
+    "Paris": [1.0, 0.0, 0.0],
+    "It is paris.": [2.0, 0.0, 0.0],
+    "Lyon": [0.0, 1.0, 0.0],
+    "the city of light": [1.0, 1.0, 0.0],
+    "Rome": [0.0, 0.0, 3.0],
+    "": [0.0, 0.0, 1.0],
+    "Madridista": [0.0, 1.0, 1.0],
+    "no": [1.0, 0.0, 1.0],
+}
+R2 = math.sqrt(2)
+# σ = mean cosine over the 6 pairs of the 4 samples:
+# p: (Paris, It is paris.) 1; with Lyon 0, 0; with the city of light 1/√2 three times
+# r: four identical answers: 1
+# m: ("", Lyon) 0, ("", Madridista) 1/√2, ("", no) 1/√2, (Lyon, Madridista) 1/√2,
+#    (Lyon, no) 0, (Madridista, no) 1/2
+SIGMA = {"p": (1 + 3 / R2) / 6, "r": 1.0, "m": (3 / R2 + 0.5) / 6}
+# u: entropy of the k answers' frequencies
+U = {
+    "p": 0.0,
+    "r": math.log(3),
+    "m": -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3)),
+}
+# correctness of each sample and of the greedy answer, worked out by hand per match mode:
+# contains = some alias, lower-cased, is a substring of the lower-cased answer; em = equal
+# after TriviaQA normalisation (lower case, punctuation and a/an/the dropped)
+CORRECT = {
+    "contains": {
+        "p": ([True, True, False, True], True),
+        "r": ([True] * 4, False),
+        "m": ([False, False, True, False], True),
+    },
+    "em": {
+        "p": ([True, False, False, True], False),
+        "r": ([True] * 4, False),
+        "m": ([False] * 4, True),
+    },
+}
+
+
+class TableEncoder:
+    def encode(self, texts, convert_to_tensor=True, show_progress_bar=False):
+        return torch.tensor([VECTORS[t] for t in texts])  # KeyError: not a first line
+
+
+@pytest.mark.parametrize("mode", ["contains", "em"])
+def test_oeqa_rows_hold_samples_correctness_and_certainty(
+    tmp_path, tiny_model_dir, monkeypatch, mode
+):
+    from rait.backends.hf import Completion
+
+    calls = []
+
+    def scripted(self, prompts, keys, n, temperature, max_new_tokens, seeds=None, **kw):
+        calls.append((n, temperature))
+        out = []
+        for key in keys:
+            texts = SCRIPT[key][temperature]
+            assert len(texts) == n
+            out.append([Completion(t) for t in texts])
+        return out
+
+    monkeypatch.setattr(HFEngine, "sample", scripted)
+    monkeypatch.setattr(probe_module, "load_encoder", lambda name: TableEncoder())
+    rows = [{"id": k, "question": f"Capital {k}?", "answers": v} for k, v in ALIASES.items()]
     cfg = _config(
         tmp_path,
         tiny_model_dir,
-        oeqa_rows(5),
-        oeqa_rows(4, "s"),
+        rows,
+        oeqa_rows(3, "s"),
         "n_samples=4",
         "rtuning_u=true",
         "rtuning_u_samples=3",
+        f"match={mode}",
     )
     run_probe(cfg, tmp_path / "out", progress=False)
-    for row in _rows(tmp_path / "out"):
-        assert row["task"] == "oeqa" and len(row["answers"]) == 4 == len(row["correct"])
-        assert row["mu"] == sum(row["correct"]) / 4
-        assert all("\n" not in a for a in row["answers"])
-        assert row["sigma"] == pytest.approx(
-            mean_pairwise_cosine(FakeEncoder().encode(row["answers"])), abs=1e-6
-        )
-        assert isinstance(row["greedy_answer"], str) and isinstance(row["greedy_correct"], bool)
-        assert len(row["rtuning_u_answers"]) == 3
+    assert sorted(set(calls)) == [(1, 0.0), (3, 0.7), (4, 1.0)]
+    got = {r["id"]: r for r in _rows(tmp_path / "out")}
+    assert got.keys() == SCRIPT.keys()
+    for key, row in got.items():
+        correct, greedy_correct = CORRECT[mode][key]
+        assert row["task"] == "oeqa"
+        assert row["answers"] == [t.split("\n")[0] for t in SCRIPT[key][1.0]]
+        assert row["correct"] == correct, key
+        assert row["mu"] == sum(correct) / 4
+        # float32 cosines of 3-dimensional vectors: each within a few eps (1.2e-7) of exact
+        assert row["sigma"] == pytest.approx(SIGMA[key], abs=1e-6), key
+        assert row["greedy_answer"] == SCRIPT[key][0.0][0]
+        assert row["greedy_correct"] is greedy_correct, key
+        assert row["rtuning_u_answers"] == SCRIPT[key][0.7]
+        assert row["rtuning_u_entropy"] == pytest.approx(U[key], abs=1e-12), key
 
 
 def test_oeqa_sampling_is_reproducible_and_seeded(tmp_path, tiny_model_dir, fake_encoder):

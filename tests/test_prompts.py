@@ -26,7 +26,6 @@ from rait.prompts import (
     letters_comma_or,
     letters_or,
     question_block,
-    rtuning_padding_text,
     training_messages,
 )
 
@@ -232,26 +231,73 @@ def test_evaluation_messages():
 
 
 # --------------------------------------------------------------------------- R-Tuning and refusals
-def test_rtuning_padding_text_exact():
-    assert rtuning_padding_text("Who wrote Hamlet?", "Shakespeare", sure=True) == (
-        "Question: Who wrote Hamlet? Answer: Shakespeare. Are you sure you accurately answered "
-        "the question based on your internal knowledge? I am sure"
-    )
-    assert rtuning_padding_text("Q?", "A", sure=False) == (
-        "Question: Q? Answer: A. Are you sure you accurately answered the question based on "
-        "your internal knowledge? I am unsure"
-    )
+# R-Tuning section 2.2 (eq. 1 and the sentence after it), METHODS.md section 4: the answer,
+# then "Are you sure you accurately answered the question based on your internal knowledge?"
+# and "I am sure" (certain set D1) or "I am unsure" (uncertain set D0), written out here
+PADDING_SURE = (
+    "Shakespeare. Are you sure you accurately answered the question based on your internal "
+    "knowledge? I am sure"
+)
+PADDING_UNSURE = (
+    "{y}. Are you sure you accurately answered the question based on your internal knowledge? "
+    "I am unsure"
+)
+
+
+@pytest.mark.parametrize("method", ["rtuning-padding", "rtuning-u"])
+def test_rtuning_padding_trained_text_is_exact(tmp_path, capsys, method):
+    """What `rait build --method rtuning-padding` (and rtuning-u) writes, and the completion
+    tokens `rait train` puts its loss on, are the gold answer + R-Tuning's padding, verbatim
+    (braces in the answer kept), under the REFUSE prompt (METHODS.md section 6)."""
+    import json
+
+    from rait.cli import main
+    from rait.train import read_training_rows, tokenize_rows
+
+    data = tmp_path / "train.jsonl"
+    items = [
+        {"id": "h", "question": "Who wrote Hamlet?", "answers": ["Shakespeare", "W. S."]},
+        {"id": "b", "question": "What is f({x})?", "answers": ["{y}"]},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in items))
+    knowledge = tmp_path / "knowledge.jsonl"
+    know = [  # h: certain by both splits (greedy correct, lowest entropy); b: uncertain
+        {"id": "h", "mu": 0.2, "sigma": 0.5, "greedy_correct": True, "rtuning_u_entropy": 0.1},
+        {"id": "b", "mu": 0.9, "sigma": 0.9, "greedy_correct": False, "rtuning_u_entropy": 1.5},
+    ]
+    knowledge.write_text("".join(json.dumps(r) + "\n" for r in know))
+    out = tmp_path / "set.jsonl"
+    argv = ["build", "--method", method, "--data", str(data), "--knowledge", str(knowledge)]
+    assert main([*argv, "--n-van", "1", "--n-idk", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows.keys() == {"h", "b"}
+    assert (rows["h"]["kind"], rows["b"]["kind"]) == ("van", "idk")
+    assert rows["h"]["completion"] == [{"role": "assistant", "content": PADDING_SURE}]
+    assert rows["b"]["completion"] == [{"role": "assistant", "content": PADDING_UNSURE}]
+    assert rows["h"]["prompt"] == [
+        {
+            "role": "user",
+            "content": "Answer the following question, and if you don't know the answer, only "
+            'reply with "I don\'t know": Who wrote Hamlet?',
+        }
+    ]
+    # the tokens the training loss is on: the padding text and the turn's end, nothing else
+    for chat, end in ((True, "<|im_end|>\n"), (False, None)):
+        tokenizer = build_tiny_tokenizer(chat=chat)
+        examples = tokenize_rows(read_training_rows(str(out)), tokenizer, chat, 2048, str(out))
+        trained = {e.id: tokenizer.decode(e.completion_ids) for e in examples}
+        if end is None:  # a base model: a space before the answer, EOS after it
+            lead, end = " ", tokenizer.eos_token
+        else:
+            lead = ""
+        assert trained == {"h": lead + PADDING_SURE + end, "b": lead + PADDING_UNSURE + end}
 
 
 def test_rtuning_sure_question():
     assert RTUNING_SURE_QUESTION == (
         "Are you sure you accurately answered the question based on your internal knowledge?"
     )
-
-
-def test_rtuning_padding_keeps_braces():
-    text = rtuning_padding_text("f({x})?", "{y}", sure=True)
-    assert text.startswith("Question: f({x})? Answer: {y}. Are you sure")
 
 
 def test_rtuning_uncertainty_texts_are_the_16_of_appendix_a5():

@@ -107,16 +107,36 @@ def test_rehearsal_selection_thresholds_size_and_seed():
 
 
 def test_released_thresholds_are_the_defaults():
-    records = [QARecord(id=f"q{i}", question="?", answers=("a",)) for i in range(3)]
+    """METHODS.md section 3 (CRaFT's released code): OEQA µ ≥ 0.995 and σ ≥ 0.995 (both
+    inclusive); MCQA p(gold) > 0.99, strictly, with no σ threshold."""
+    records = [QARecord(id=f"q{i}", question="?", answers=("a",)) for i in range(7)]
     cands = [
         Candidate(records[0], mu=1.0, sigma=0.999),
         Candidate(records[1], mu=1.0, sigma=0.99),
         Candidate(records[2], mu=0.9, sigma=1.0),
+        Candidate(records[3], mu=0.995, sigma=0.995),  # OEQA: exactly at both bounds, kept
+        Candidate(records[4], mu=0.99, sigma=0.0),  # MCQA: exactly 0.99 is not > 0.99
+        Candidate(records[5], mu=0.9900001, sigma=-1.3),  # MCQA: just above, any σ
+        Candidate(records[6], mu=0.994, sigma=1.0),  # OEQA: µ just below 0.995
     ]
-    chosen, _ = select_rehearsal(cands, "oeqa", RehearseConfig(probe="p"))
-    assert [c.id for c in chosen] == ["q0"]
-    mcqa, _ = select_rehearsal(cands, "mcqa", RehearseConfig(probe="p"))
-    assert {c.id for c in mcqa} == {"q0", "q1"}
+    chosen, info = select_rehearsal(cands, "oeqa", RehearseConfig(probe="p"))
+    assert {c.id for c in chosen} == {"q0", "q3"}
+    assert info["rule"] == "µ ≥ 0.995 and σ ≥ 0.995"
+    mcqa, info = select_rehearsal(cands, "mcqa", RehearseConfig(probe="p"))
+    assert {c.id for c in mcqa} == {"q0", "q1", "q3", "q5", "q6"}
+    assert info["rule"] == "µ > 0.99"
+    # a min_mu that is set is the inclusive bound, for every task
+    inclusive, info = select_rehearsal(cands, "mcqa", RehearseConfig(probe="p", min_mu=0.99))
+    assert "q4" in {c.id for c in inclusive} and info["rule"] == "µ ≥ 0.99"
+
+
+def test_mcqa_candidate_at_exactly_the_default_threshold_is_not_rehearsed():
+    records = [QARecord(id=f"q{i}", question="?", answers=("a",)) for i in range(2)]
+    at, above = Candidate(records[0], mu=0.99, sigma=0.0), Candidate(records[1], 1.0, 0.0)
+    chosen, _ = select_rehearsal([at, above], "mcqa", RehearseConfig(probe="p"))
+    assert [c.id for c in chosen] == ["q1"]
+    with pytest.raises(DataError, match=r"µ > 0\.99"):
+        select_rehearsal([at], "mcqa", RehearseConfig(probe="p"))
 
 
 def test_nothing_passes_the_thresholds_is_an_error():

@@ -54,6 +54,7 @@ from rait.matching import (
     first_line,
     is_correct_open,
     is_refusal,
+    normalize_refusal_text,
 )
 from rait.models import ModelConfig, render_prompt
 from rait.probe import option_token_ids, softmax
@@ -127,6 +128,11 @@ class EvalConfig:
             for i, phrase in enumerate(self.refusal_phrases):
                 if not phrase.strip():
                     raise ConfigError(f"refusal_phrases[{i}] is empty (it would match anything)")
+                if not normalize_refusal_text(phrase):
+                    raise ConfigError(
+                        f"refusal_phrases[{i}] {phrase!r} has no letter or digit: phrases are "
+                        "matched without their edge punctuation, so it would match nothing"
+                    )
         resolve_backend(self.backend)
 
     @property

@@ -164,10 +164,3 @@ def training_messages(record: QARecord, answer: str, refuse_prompt: bool = True)
 def evaluation_messages(record: QARecord, refuse_prompt: bool = True) -> list[Message]:
     """METHODS.md section 7: 0-shot; REFUSE prompt (Tables 8/9), basic for Init-Basic."""
     return build_messages(record, "refuse" if refuse_prompt else "basic")
-
-
-def rtuning_padding_text(question: str, answer: str, sure: bool) -> str:
-    """R-Tuning eq. (1): 'Question: {q} Answer: {a}. Are you sure ...? I am sure/unsure'."""
-    return RTUNING_PADDING.format(
-        question=question, answer=answer, sure=RTUNING_SURE if sure else RTUNING_UNSURE
-    )

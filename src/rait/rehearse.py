@@ -1,9 +1,10 @@
 """``rait rehearse``: CRaFT's rehearsal training and knowledge flow (METHODS.md section 3).
 
 1. **Rehearsal set**: the probed questions the model knows best, ``µ ≥ min_mu`` and
-   ``σ ≥ min_sigma`` (defaults from the released code: OEQA µ ≥ 0.995 and σ ≥ 0.995; MCQA
-   p(gold) ≥ 0.99 with no σ threshold), ``size`` of them (1,000) drawn with the seed; a
-   smaller pool is taken whole and reported. Targets are the original answers (no refusals),
+   ``σ ≥ min_sigma`` (defaults from the released code, METHODS.md section 3: OEQA µ ≥ 0.995
+   and σ ≥ 0.995; MCQA p(gold) > 0.99, strictly, with no σ threshold; a ``min_mu`` that is
+   set is always the inclusive ``µ ≥ min_mu``), ``size`` of them (1,000) drawn with the seed;
+   a smaller pool is taken whole and reported. Targets are the original answers (no refusals),
    under the REFUSE prompt that the final tuning uses.
 2. **Rehearsal training**: the same trainer and hyper-parameters as the final tuning
    (``rait train``) → the rehearsed model M̃.
@@ -39,7 +40,10 @@ from rait.train import ADAPTER_DIR, MODEL_DIR, TrainConfig, run_train
 REHEARSAL_SET = "rehearsal_set.jsonl"
 KNOWLEDGE_AFTER = "knowledge_after.jsonl"
 SUMMARY_FILE = "rehearse_summary.json"
-DEFAULT_THRESHOLDS = {"mcqa": (0.99, None), "oeqa": (0.995, 0.995)}
+#: per task: (µ threshold, whether the default µ bound is strict, σ threshold or None); the
+#: released code's rehearsal rules (METHODS.md section 3): MCQA p(gold) > 0.99 (strict, no σ
+#: threshold), OEQA µ ≥ 0.995 and σ ≥ 0.995
+DEFAULT_THRESHOLDS = {"mcqa": (0.99, True, None), "oeqa": (0.995, False, 0.995)}
 
 
 @dataclass
@@ -90,12 +94,22 @@ def probe_config_of(probe_dir: str | Path) -> ProbeConfig:
 def select_rehearsal(
     candidates: list[Candidate], task: str, cfg: RehearseConfig
 ) -> tuple[list[Candidate], dict[str, Any]]:
-    """The rehearsal set: ``µ ≥ min_mu`` (and ``σ ≥ min_sigma``), ``size`` drawn with the seed."""
-    default_mu, default_sigma = DEFAULT_THRESHOLDS[task]
+    """The rehearsal set: ``µ ≥ min_mu`` (and ``σ ≥ min_sigma``), ``size`` drawn with the seed.
+
+    Unset thresholds take the task's :data:`DEFAULT_THRESHOLDS`: MCQA ``µ > 0.99`` (strictly:
+    a question at exactly 0.99 is not rehearsed), OEQA ``µ ≥ 0.995`` and ``σ ≥ 0.995``."""
+    default_mu, default_strict, default_sigma = DEFAULT_THRESHOLDS[task]
     min_mu = default_mu if cfg.min_mu is None else cfg.min_mu
+    strict = default_strict and cfg.min_mu is None
     min_sigma = default_sigma if cfg.min_sigma is None else cfg.min_sigma
-    pool = [c for c in candidates if c.mu >= min_mu and (min_sigma is None or c.sigma >= min_sigma)]
-    rule = f"µ ≥ {min_mu:g}" + (f" and σ ≥ {min_sigma:g}" if min_sigma is not None else "")
+    pool = [
+        c
+        for c in candidates
+        if (c.mu > min_mu if strict else c.mu >= min_mu)
+        and (min_sigma is None or c.sigma >= min_sigma)
+    ]
+    rule = f"µ {'>' if strict else '≥'} {min_mu:g}"
+    rule += f" and σ ≥ {min_sigma:g}" if min_sigma is not None else ""
     if not pool:
         raise DataError(
             f"no probed question passes the rehearsal thresholds ({rule}): lower min_mu / "
