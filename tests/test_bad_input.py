@@ -36,6 +36,27 @@ def test_a_training_set_whose_weights_are_all_zero_is_refused(tmp_path):
     assert [r["weight"] for r in read_training_rows(str(path))] == [0.0, 0.5]
 
 
+@pytest.mark.parametrize(
+    "prompt", ["", "   ", [{"role": "user", "content": ""}], [{"role": "user", "content": " \n"}]]
+)
+def test_an_empty_training_prompt_is_refused(tmp_path, prompt):
+    completion = "A" if isinstance(prompt, str) else [{"role": "assistant", "content": "A"}]
+    good = {
+        "id": "a",
+        "prompt": "Q?" if isinstance(prompt, str) else [{"role": "user", "content": "Q?"}],
+    }
+    path = write_jsonl(
+        tmp_path / "set.jsonl",
+        [
+            dict(good, completion=completion),
+            {"id": "b", "prompt": prompt, "completion": completion},
+        ],
+    )
+    with pytest.raises(DataError, match="empty") as info:
+        read_training_rows(str(path))
+    assert str(info.value).startswith(f"{path}:2, field 'prompt'")
+
+
 def test_an_empty_run_dir_is_refused():
     with pytest.raises(ConfigError, match="run_dir is empty"):
         load_pipeline_config(str(REPO / "configs" / "demo.yaml"), ["run_dir="])

@@ -230,7 +230,11 @@ def read_training_rows(path: str, use_weights: bool = True) -> list[dict[str, An
                 "mixes chat-message and plain-text prompts", Location(path, line, field="prompt")
             )
         if is_chat:
-            _messages(row["prompt"], "user", Location(path, line, field="prompt"))
+            prompt = _messages(row["prompt"], "user", Location(path, line, field="prompt"))
+            if not prompt[-1]["content"].strip():
+                raise DataError(
+                    "the prompt's user message is empty", Location(path, line, field="prompt")
+                )
             where = Location(path, line, field="completion")
             completion = _messages(row["completion"], "assistant", where)
             if len(completion) != 1:
