@@ -56,34 +56,33 @@ _FLOAT_RE = re.compile(
 )
 
 
-class YamlInt(int):
-    """An integer read from YAML that remembers how it was written (``text``), so that a
-    string field receives ``007`` rather than ``7``. Copies and pickles are plain ints."""
+class _Written:
+    """A number read from YAML that remembers how it was written (``text``), so that a string
+    field receives ``007`` or ``1e5`` rather than ``7`` or ``100000.0``. Copies and pickles
+    are plain numbers of the ``plain`` type."""
 
+    plain: type
     text: str
 
-    def __new__(cls, value: int, text: str) -> YamlInt:
-        obj = super().__new__(cls, value)
+    def __new__(cls, value: Any, text: str) -> Any:
+        obj = super().__new__(cls, value)  # type: ignore[call-arg]
         obj.text = text
         return obj
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (int, (int(self),))
+        return (self.plain, (self.plain(self),))
 
 
-class YamlFloat(float):
-    """A float read from YAML that remembers how it was written (``text``), so that a string
-    field receives ``1e5`` rather than ``100000.0``. Copies and pickles are plain floats."""
+class YamlInt(_Written, int):
+    """An integer read from YAML, with its written form (see :class:`_Written`)."""
 
-    text: str
+    plain = int
 
-    def __new__(cls, value: float, text: str) -> YamlFloat:
-        obj = super().__new__(cls, value)
-        obj.text = text
-        return obj
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (float, (float(self),))
+class YamlFloat(_Written, float):
+    """A float read from YAML, with its written form (see :class:`_Written`)."""
+
+    plain = float
 
 
 def _parse_int(text: str) -> int:
