@@ -2,7 +2,7 @@
 
 Both paths compute GRAIT's I_ref and I_sta from the refusal-target gradients of the same
 samples at the same LoRA, with the same seeded dense Rademacher projection (k = 8192, scaled
-1/√k) and per-sample L2 normalisation (METHODS.md section 5 defaults).
+1/√k) and per-sample L2 normalisation (docs/methods.md §5 defaults).
 
 * **Baseline, the LESS loop** (``collect_grads`` in LESS): one sample at a time, forward with
   the model's own loss (``model(**batch).loss``, full logits), ``backward()``, flatten the LoRA

@@ -3,7 +3,7 @@
 Baseline = TRL's own ``SFTTrainer`` (unweighted token-mean loss). Measured = rait's
 ``WeightedSFTTrainer`` with non-uniform weights (a weighted mean of per-sample token-mean
 losses). Same model (the offline default SmolLM2-135M-Instruct), same LoRA settings
-(METHODS.md section 6: r 64, α 16, dropout 0.1, all linear layers), same data (world-facts
+(docs/methods.md §6: r 64, α 16, dropout 0.1, all linear layers), same data (world-facts
 training questions under the REFUSE prompt, one in five answered "I don't know"), same seed.
 After one discarded warm-up run, runs alternate (baseline, weighted, then weighted, baseline,
 ...) so that machine noise and warm-up hit both alike; the median time of each is compared.

@@ -1,4 +1,4 @@
-"""Stage 2, ``rait build``: the selection rules of every method (METHODS.md sections 3 and 4),
+"""Stage 2, ``rait build``: the selection rules of every method (docs/methods.md §3 and §4),
 the TRL prompt/completion rows, determinism, sizes and their adjustments, bad input (one
 DataError/ConfigError naming file, line and field, and nothing written) and the CLI.
 
@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rait.build import BuildConfig, build_dataset, format_summary, run_build, summary_path
+from rait.artifacts import build_summary_path as summary_path
+from rait.build import BuildConfig, build_dataset, format_summary, run_build
 from rait.cli import main
 from rait.data.sources import DataSource
 from rait.errors import ConfigError, DataError
@@ -134,13 +135,13 @@ class Probe:
         return LETTERS[row["gold"]] if "choices" in row else row["answers"][0]
 
 
-def influence_rows(know: list[dict], tau_c: float = 0.5, seed: int = 5) -> list[dict]:
+def influence_rows(know: list[dict], tau_mu: float = 0.5, seed: int = 5) -> list[dict]:
     """Scores as ``rait influence`` writes them: split at T_c, seeded I_ref / I_sta."""
     rng = random.Random(seed)
     return [
         {
             "id": r["id"],
-            "split": "ik" if r["mu"] >= tau_c else "idk",
+            "split": "ik" if r["mu"] >= tau_mu else "idk",
             "mu": r["mu"],
             "i_ref": rng.uniform(-0.2, 0.6),
             "i_sta": rng.uniform(-0.3, 0.3),

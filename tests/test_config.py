@@ -15,7 +15,7 @@ from rait.config import (
     parse_override,
 )
 from rait.data.world_facts import WorldFactsConfig
-from rait.demo import demo_config_dict, load_demo_config
+from rait.demo import demo_config_path, load_demo_config
 from rait.errors import ConfigError, RaitError
 from rait.models import ModelConfig
 
@@ -433,7 +433,7 @@ def test_world_facts_config_rejects_bad_values(override, match):
 def test_demo_config_from_yaml_and_overrides(tmp_path):
     import yaml
 
-    data = demo_config_dict()
+    data = yaml.safe_load(demo_config_path().read_text(encoding="utf-8"))
     data.update(run_dir="runs/x", model={"dtype": "float32"})
     data["world_facts"] = {"seed": 3, "n_cities": 50}
     path = write(tmp_path / "demo.yaml", yaml.safe_dump(data))
@@ -607,7 +607,7 @@ def test_yaml_numbers_become_plain_numbers_in_configs_copies_and_dumps(tmp_path)
     for plain in (copy.deepcopy(value), pickle.loads(pickle.dumps(value))):
         assert type(plain) is float and plain == 2e-4
     # a section kept as plain data (dict[str, Any]) dumps like any other config
-    cfg = build_config(PipelineConfig, {**demo_config_dict(), "train": data["train"]})
+    cfg = build_config(PipelineConfig, {**load_yaml(demo_config_path()), "train": data["train"]})
     dumped = config_to_dict(cfg)
     assert dumped["train"] == {"learning_rate": 2e-4, "lora_r": 8}
     assert type(dumped["train"]["learning_rate"]) is float

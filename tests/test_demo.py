@@ -10,21 +10,20 @@ import pytest
 from rait.cli import main
 from rait.config import build_config
 from rait.demo import (
-    DEMO_METHODS,
-    demo_config_dict,
+    demo_config_path,
     format_probe_report,
     load_demo_config,
     run_demo,
 )
-from rait.methods import METHODS
+from rait.methods import METHODS, method_names
 from rait.pipeline import PipelineConfig
 from test_pipeline import _config
 
 
 def test_the_built_in_demo_runs_every_method_within_the_sizes_of_a_cpu():
     cfg = load_demo_config()
-    assert cfg.methods == DEMO_METHODS
-    assert set(DEMO_METHODS) | {"craft-no-flow"} == set(METHODS)  # no-flow is CorCer-RAIT
+    assert cfg.methods == method_names(aliases=False)  # every rule once, in the papers' order
+    assert set(cfg.methods) | {"craft-no-flow"} == set(METHODS)  # no-flow is CorCer-RAIT
     assert cfg.baselines == ["init-basic", "init-refuse"]
     assert cfg.model.name == "smollm2-135m-instruct" and cfg.world_facts is not None
     assert cfg.data.sample == 200 and [t.data.sample for t in cfg.tests] == [100, 100]
@@ -78,7 +77,7 @@ def test_cli_demo_overrides_reach_the_config(tmp_path, monkeypatch):
         seen["cfg"] = cfg
         return {}
 
-    monkeypatch.setattr("rait.demo.run_demo", fake_run)
+    monkeypatch.setattr("rait.cli.run_demo", fake_run)  # where the CLI calls it
     argv = ["demo", "--run-dir", str(tmp_path / "r"), "--n-questions", "7"]
     argv += ["--methods", "craft", "grait", "--set", "build.n_van=8"]
     assert main(argv) == 0
@@ -123,6 +122,9 @@ def test_cli_demo_bad_model_is_one_error_line(tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err
 
 
-def test_demo_config_dict_is_plain_data():
-    data = demo_config_dict()
-    assert json.loads(json.dumps(data)) == data
+def test_the_demo_config_is_the_shipped_file():
+    from rait.config import load_yaml
+
+    path = demo_config_path()
+    assert path.name == "demo.yaml" and path.parent.name == "configs"
+    assert load_yaml(path)["methods"] == load_demo_config().methods

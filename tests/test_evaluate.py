@@ -13,10 +13,11 @@ import math
 import pytest
 
 import rait.evaluate as evaluate_module
-from rait.backends.hf import Completion, HFEngine
+from rait.backends.hf import HFEngine
 from rait.config import load_config
 from rait.data.records import QARecord
 from rait.data.sources import DataSource
+from rait.engine import Completion
 from rait.errors import ConfigError, DataError
 from rait.evaluate import (
     EvalConfig,
@@ -447,7 +448,7 @@ def test_an_existing_foreign_output_folder_is_not_deleted(tmp_path, scripted):
 # --------------------------------------------------------------------------- real engine
 def test_hf_engine_greedy_answers_equal_plain_generation(tiny_model_dir):
     """The evaluator's batched, first-line greedy answers are what plain generate() gives."""
-    from rait.generation import generate
+    from oracles import generate
     from rait.matching import first_line
 
     lm = load_model(ModelConfig(name=str(tiny_model_dir)))
@@ -473,7 +474,7 @@ def test_hf_engine_padding_and_mcqa_paths_run_on_a_tiny_model(tiny_model_dir, tm
     time: the option probabilities are the softmax over the option letters of the next-token
     logits after the prompt; the answer is plain greedy generate(); sure_prob is
     p(" sure") / (p(" sure") + p(" unsure")) after "{prompt}{answer}. Are you sure ...? I am"
-    (R-Tuning section 2.3); confidence = (max option prob + sure_prob) / 2 (METHODS.md
+    (R-Tuning section 2.3); confidence = (max option prob + sure_prob) / 2 (docs/methods.md
     section 4); the verdicts and Pc/Pw/Pr follow from these."""
     import re
 

@@ -54,7 +54,7 @@ class Parrot:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def sample(self, prompts, keys, n, temperature, max_new_tokens, seeds=None, **kw):
-        from rait.backends.hf import Completion
+        from rait.engine import Completion
 
         answers = {r["id"]: r["answers"][0] for r in OE_ROWS}
         return [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from oracles import generate
 from rait.errors import ModelError
-from rait.generation import generate
 from rait.models import build_tiny_model
 
 

@@ -1,4 +1,4 @@
-"""GRAIT (METHODS.md section 5): the stable-influence weights of eq. 10, the selection of
+"""GRAIT (docs/methods.md §5): the stable-influence weights of eq. 10, the selection of
 eqs. 7-8 and its two ablations, ``rait build`` with influence scores (rows, summary, bad score
 files named by file, line and field, nothing written) and the CLI. No model is needed:
 influence files are written by hand, and expected picks and weights are recomputed here from
@@ -20,9 +20,8 @@ from rait.cli import main
 from rait.data.records import QARecord
 from rait.errors import ConfigError, DataError
 from rait.methods import METHODS
-from rait.methods.base import BuildContext, Candidate, Selection, Sizes
+from rait.methods.base import DEFAULT_TEMPERATURE, BuildContext, Candidate, Selection, Sizes
 from rait.methods.grait import (
-    DEFAULT_TEMPERATURE,
     select_grait,
     select_no_o1,
     select_no_o2,

@@ -14,19 +14,22 @@ import numpy as np
 import pytest
 import torch
 
+from rait.artifacts import (
+    FEATURES_FILE,
+    INFLUENCE_FILE,
+    INFLUENCE_SUMMARY_FILE,
+    influence_path,
+    resolve_influence_file,
+)
 from rait.data.records import QARecord
 from rait.errors import ConfigError, DataError
 from rait.gradients import AdamPreconditioner, PerSampleGradients, collate, sample_losses
 from rait.influence import (
-    FEATURES_FILE,
-    INFLUENCE_FILE,
-    SUMMARY_FILE,
     InfluenceConfig,
     InfluenceSettings,
     Processes,
     compute_influence,
     gradient_examples,
-    influence_path,
     run_influence,
 )
 from rait.models import build_tiny_model
@@ -361,7 +364,7 @@ def _stage_cfg(probe_dir, **overrides):
         "projection_dim": 32,
         "batch_size": 4,
         # the tiny random model's µ sits near 1/4: split where both sides are non-empty
-        "tau_c": 0.25,
+        "tau_mu": 0.25,
     }
     base.update(overrides)
     return InfluenceConfig(**base)
@@ -394,7 +397,7 @@ def test_run_influence_trains_the_warmup_scores_and_is_cached(probed, tmp_path, 
     capsys.readouterr()
     again = run_influence(_stage_cfg(probed), out, log=print)
     assert "up to date" in capsys.readouterr().out
-    assert again == json.loads((out / "scores" / SUMMARY_FILE).read_text())
+    assert again == json.loads((out / "scores" / INFLUENCE_SUMMARY_FILE).read_text())
 
 
 def test_given_warmup_checkpoint_and_adam(probed, tmp_path):
@@ -411,7 +414,7 @@ def test_given_warmup_checkpoint_and_adam(probed, tmp_path):
 
 def test_adam_preconditioner_reads_the_trainer_checkpoint(probed, tmp_path):
     from rait.influence import load_warmup_model
-    from rait.rehearse import probe_config_of
+    from rait.probe import probe_config_of
 
     run_influence(_stage_cfg(probed), tmp_path / "a", log=lambda _: None)
     checkpoint = next((tmp_path / "a" / "warmup" / "checkpoints").glob("checkpoint-*"))
@@ -435,7 +438,7 @@ def test_adam_preconditioner_reads_the_trainer_checkpoint(probed, tmp_path):
         ({"gradient": "adagrad"}, "gradient must be one of"),
         ({"ik_target": "gold"}, "ik_target must be one of"),
         ({"projection_dim": 0}, "projection_dim must be positive"),
-        ({"tau_c": 0.0}, "tau_c must be in"),
+        ({"tau_mu": 0.0}, "tau_mu must be in"),
         ({"batch_size": 0}, "batch_size must be positive"),
         ({"chunk_memory_gb": 0}, "chunk_memory_gb must be positive"),
         ({"refusal": "  "}, "refusal is empty"),
@@ -513,7 +516,7 @@ def test_two_processes_give_the_single_process_numbers(probed, tmp_path):
         assert [r["id"] for r in one] == [r["id"] for r in two]
         for key in ("i_ref", "i_sta"):
             _assert_close(torch.tensor([r[key] for r in two]), torch.tensor([r[key] for r in one]))
-        summary = json.loads((sharded / "scores" / SUMMARY_FILE).read_text())
+        summary = json.loads((sharded / "scores" / INFLUENCE_SUMMARY_FILE).read_text())
         assert summary["processes"] == 2
 
 
@@ -529,7 +532,6 @@ def test_influence_file_name():
 
 
 def test_build_accepts_the_influence_folder(tmp_path):
-    from rait.influence import resolve_influence_file
 
     scores = influence_path(tmp_path / "run")
     scores.parent.mkdir(parents=True)
@@ -544,7 +546,7 @@ def test_build_accepts_the_influence_folder(tmp_path):
 
 def test_cli_influence_then_build_grait(probed, tmp_path, capsys):
     from rait.cli import main
-    from rait.rehearse import probe_config_of
+    from rait.probe import probe_config_of
 
     out = tmp_path / "inf"
     args = ["influence", "--out", str(out), "--probe", str(probed), "--tau-c", "0.25"]
@@ -553,7 +555,7 @@ def test_cli_influence_then_build_grait(probed, tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "influence of 12 questions" in printed and "<idk,ik>" in printed
-    summary = json.loads((out / "scores" / SUMMARY_FILE).read_text())
+    summary = json.loads((out / "scores" / INFLUENCE_SUMMARY_FILE).read_text())
     assert summary["projection_dim"] == 16 and summary["warmup_train"]["n_samples"] == 6
     data = probe_config_of(probed).data.path
     built = tmp_path / "grait.jsonl"

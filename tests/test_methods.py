@@ -174,7 +174,7 @@ entries = st.lists(
 
 
 def pools(name: str, candidates: list[Candidate]) -> tuple[set[str], set[str]]:
-    """The van and IdK pools of each method, from METHODS.md sections 3 and 4."""
+    """The van and IdK pools of each method, from docs/methods.md §3 and §4."""
     ids = {c.id for c in candidates}
     known = {c.id for c in candidates if c.mu >= 0.5}
     if name == "van-tuning":

@@ -9,7 +9,7 @@ and may use other values; it is not checked here.
 Sources: CRaFT = "Utilize the Flow before Stepping into the Same River Twice" (Zhu et al.);
 GRAIT = "GRAIT: Gradient-Driven Refusal-Aware Instruction Tuning"; R-Tuning = "R-Tuning:
 Instructing Large Language Models to Say 'I Don't Know'" (Zhang et al., NAACL 2024); where the
-papers' text is silent, the project's spec (``METHODS.md``) fixes the value and is cited.
+papers' text is silent, the project's spec (``docs/methods.md``) fixes the value and is cited.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import pytest
 from rait.build import BuildConfig
 from rait.data.records import QARecord
 from rait.influence import InfluenceConfig
-from rait.methods.base import Candidate
-from rait.methods.grait import DEFAULT_TEMPERATURE
+from rait.methods.base import DEFAULT_TEMPERATURE, Candidate
 from rait.pipeline import load_pipeline_config
 from rait.probe import ProbeConfig
 from rait.rehearse import RehearseConfig, select_rehearsal
@@ -42,7 +41,7 @@ def stages(request, tmp_path_factory):
 
 def _trainings(stages):
     """The final tunings of every method and the rehearsal training (CRaFT: "the same trainer
-    and hyper-parameters as the final tuning", METHODS.md section 3)."""
+    and hyper-parameters as the final tuning", docs/methods.md §3)."""
     return [*stages["train"].values(), stages["rehearse"].train]
 
 
@@ -79,7 +78,7 @@ def test_rtuning_u_takes_k_10_answers_at_temperature_0_7(stages):
 # --------------------------------------------------------------------------- GRAIT
 def test_grait_projects_to_k_8192_with_normalisation(stages):
     # GRAIT section 5.2 (LoRA + random projection, following LESS, Xia et al. 2024); the
-    # dimension k = 8192 and the per-sample L2 normalisation: METHODS.md section 5
+    # dimension k = 8192 and the per-sample L2 normalisation: docs/methods.md §5
     defaults = InfluenceConfig()
     assert (defaults.projection, defaults.projection_dim, defaults.normalize) == (
         "rademacher",
@@ -92,9 +91,9 @@ def test_grait_projects_to_k_8192_with_normalisation(stages):
 
 def test_correctness_threshold_t_c_is_0_5(stages):
     # GRAIT section 6.1: "we assigned the hyperparameter T_C a value of 0.5" (CRaFT's τµ,
-    # METHODS.md section 3, is the same 0.5)
-    assert InfluenceConfig.tau_c == 0.5 and BuildConfig.tau_mu == 0.5
-    assert stages["influence"].tau_c == 0.5
+    # docs/methods.md §3, is the same 0.5)
+    assert InfluenceConfig.tau_mu == 0.5 and BuildConfig.tau_mu == 0.5
+    assert stages["influence"].tau_mu == 0.5
     assert {b.tau_mu for b in stages["build"].values()} == {0.5}
 
 
@@ -146,7 +145,7 @@ def _learning_rates(trainer, steps):
 
 
 def test_cosine_schedule(stages, trainer):
-    # METHODS.md section 6 (the papers train with XTuner, whose recipe this is): cosine decay
+    # docs/methods.md §6 (the papers train with XTuner, whose recipe this is): cosine decay
     assert TrainConfig.lr_scheduler == "cosine"
     assert {c.lr_scheduler for c in _trainings(stages)} == {"cosine"}
     steps = 200
@@ -158,7 +157,7 @@ def test_cosine_schedule(stages, trainer):
 
 
 def test_three_percent_warm_up(stages, trainer):
-    # METHODS.md section 6: linear warm-up over the first 3% of the steps
+    # docs/methods.md §6: linear warm-up over the first 3% of the steps
     assert TrainConfig.warmup_ratio == 0.03
     assert {c.warmup_ratio for c in _trainings(stages)} == {0.03}
     for steps in (100, 200, 1000):
@@ -168,7 +167,7 @@ def test_three_percent_warm_up(stages, trainer):
 
 
 def test_effective_batch_of_16(stages, trainer):
-    # METHODS.md section 6: effective batch 16 (per-device batch × accumulation × processes)
+    # docs/methods.md §6: effective batch 16 (per-device batch × accumulation × processes)
     assert TrainConfig.effective_batch_size == 16
     for cfg in _trainings(stages):
         assert cfg.effective_batch_size == 16
@@ -192,7 +191,7 @@ def _candidates(*values):
 
 
 def test_rehearsal_thresholds_mcqa_strictly_above_0_99(stages):
-    # METHODS.md section 3 (CRaFT's released code): MCQA rehearsal samples have p(gold) > 0.99
+    # docs/methods.md §3 (CRaFT's released code): MCQA rehearsal samples have p(gold) > 0.99
     # (strictly), no σ threshold; 1,000 of them
     at, above, below = _candidates((0.99, 0.0), (0.991, -1.3), (0.5, 0.0))
     configs = [RehearseConfig(probe="p")]
@@ -205,7 +204,7 @@ def test_rehearsal_thresholds_mcqa_strictly_above_0_99(stages):
 
 
 def test_rehearsal_thresholds_oeqa_mu_and_sigma_at_least_0_995(stages):
-    # METHODS.md section 3 (CRaFT's released code): OEQA µ ≥ 0.995 and σ ≥ 0.995 (inclusive)
+    # docs/methods.md §3 (CRaFT's released code): OEQA µ ≥ 0.995 and σ ≥ 0.995 (inclusive)
     cands = _candidates((0.995, 0.995), (1.0, 0.994), (0.994, 1.0), (1.0, 1.0))
     configs = [RehearseConfig(probe="p")]
     if stages["probe"].data.format == "triviaqa":

@@ -50,7 +50,7 @@ def _config(tmp_path, model_dir, methods, **sections) -> dict:
         # MCQA's σ is a negative entropy-like score: -100 lets every question through
         "rehearse": {"min_mu": 0.0, "min_sigma": -100.0, "size": 4, "train": TINY_TRAIN},
         "influence": {
-            "tau_c": 0.25,
+            "tau_mu": 0.25,
             "warmup_min_mu": 0.0,
             "warmup_min_sigma": -100.0,
             "warmup_size": 4,
@@ -145,10 +145,10 @@ def test_a_new_method_reuses_the_probe_and_the_shared_stages(tmp_path, tiny_mode
 
 
 def test_a_killed_run_resumes_at_the_stage_it_was_in(tmp_path, tiny_model_dir, monkeypatch, capsys):
-    import rait.train
+    import rait.pipeline
 
     path = _write(tmp_path, _config(tmp_path, tiny_model_dir, ["cor-rait", "van-tuning"]))
-    original = rait.train.run_train
+    original = rait.pipeline.run_train
     calls = {"n": 0}
 
     def dying(cfg, out, log=print):
@@ -157,10 +157,10 @@ def test_a_killed_run_resumes_at_the_stage_it_was_in(tmp_path, tiny_model_dir, m
             raise KeyboardInterrupt
         return original(cfg, out, log=log)
 
-    monkeypatch.setattr(rait.train, "run_train", dying)
+    monkeypatch.setattr(rait.pipeline, "run_train", dying)
     with pytest.raises(KeyboardInterrupt):
         _run(path)
-    monkeypatch.setattr(rait.train, "run_train", original)
+    monkeypatch.setattr(rait.pipeline, "run_train", original)
     capsys.readouterr()
     _run(path)
     out = capsys.readouterr().out

@@ -22,6 +22,7 @@ from rait.config import load_config
 from rait.data.records import QARecord
 from rait.encoders import mean_pairwise_cosine
 from rait.errors import ConfigError, DataError, ModelError
+from rait.methods.rtuning import rtuning_u_certain
 from rait.models import ModelConfig, build_tiny_model, load_model
 from rait.probe import (
     ProbeConfig,
@@ -29,7 +30,6 @@ from rait.probe import (
     frequency_entropy,
     option_token_ids,
     row_seed,
-    rtuning_u_certain,
     run_probe,
     select_shots,
 )
@@ -272,7 +272,7 @@ class TableEncoder:
 def test_oeqa_rows_hold_samples_correctness_and_certainty(
     tmp_path, tiny_model_dir, monkeypatch, mode
 ):
-    from rait.backends.hf import Completion
+    from rait.engine import Completion
 
     calls = []
 
@@ -335,7 +335,7 @@ def test_oeqa_sampling_is_reproducible_and_seeded(tmp_path, tiny_model_dir, fake
 
 
 def test_em_and_contains_modes_differ(tmp_path, tiny_model_dir, fake_encoder, monkeypatch):
-    from rait.backends.hf import Completion
+    from rait.engine import Completion
 
     def fake_sample(self, prompts, keys, n, temperature, max_new_tokens, seeds=None, **kw):
         return [[Completion("The capital is Paris.")] * n for _ in prompts]

@@ -1,4 +1,4 @@
-"""The seeded dense Rademacher projection of :mod:`rait.projection` (LESS; METHODS.md section 5):
+"""The seeded dense Rademacher projection of :mod:`rait.projection` (LESS; docs/methods.md §5):
 ±1 entries, ``f = Pᵀg/√k``, slices that add up to the whole, the adjoint, the stream's layout
 and golden values (so every device and NumPy version projects with the same matrix), the
 Johnson–Lindenstrauss statistics and the errors. Every test runs on the CPU in well under a

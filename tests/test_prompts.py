@@ -1,7 +1,7 @@
 """Tests of rait.prompts (the papers' templates, verbatim) and rait.models.render_prompt.
 
 The expected texts are hard-coded from GRAIT Tables 4-9 and R-Tuning section 2.2 / appendix A.5
-(markup removed, line breaks where the tables break lines), as METHODS.md sections 2, 4, 6
+(markup removed, line breaks where the tables break lines), as docs/methods.md §2, §4, §6
 and 7 prescribe.
 """
 
@@ -231,7 +231,7 @@ def test_evaluation_messages():
 
 
 # --------------------------------------------------------------------------- R-Tuning and refusals
-# R-Tuning section 2.2 (eq. 1 and the sentence after it), METHODS.md section 4: the answer,
+# R-Tuning section 2.2 (eq. 1 and the sentence after it), docs/methods.md §4: the answer,
 # then "Are you sure you accurately answered the question based on your internal knowledge?"
 # and "I am sure" (certain set D1) or "I am unsure" (uncertain set D0), written out here
 PADDING_SURE = (
@@ -248,7 +248,7 @@ PADDING_UNSURE = (
 def test_rtuning_padding_trained_text_is_exact(tmp_path, capsys, method):
     """What `rait build --method rtuning-padding` (and rtuning-u) writes, and the completion
     tokens `rait train` puts its loss on, are the gold answer + R-Tuning's padding, verbatim
-    (braces in the answer kept), under the REFUSE prompt (METHODS.md section 6)."""
+    (braces in the answer kept), under the REFUSE prompt (docs/methods.md §6)."""
     import json
 
     from rait.cli import main

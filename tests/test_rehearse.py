@@ -6,18 +6,16 @@ import json
 
 import pytest
 
+from rait.artifacts import KNOWLEDGE_AFTER_FILE, REHEARSAL_SET_FILE
 from rait.build import BuildConfig, run_build
 from rait.data.records import QARecord
 from rait.data.sources import DataSource
 from rait.errors import ConfigError, DataError
 from rait.methods.base import Candidate
-from rait.probe import run_probe
+from rait.probe import probe_config_of, run_probe
 from rait.rehearse import (
-    KNOWLEDGE_AFTER,
-    REHEARSAL_SET,
     RehearseConfig,
     knowledge_after_rows,
-    probe_config_of,
     run_rehearse,
     select_rehearsal,
 )
@@ -56,12 +54,12 @@ def test_rehearse_trains_reprobes_and_writes_the_knowledge_flow(probed, tmp_path
     out = tmp_path / "rehearse"
     summary = run_rehearse(_rehearse_cfg(probe_dir), out, log=lambda _: None)
     assert summary["rehearsal"]["kept"] == 6 and summary["n"] == 10
-    rehearsal = _read(out / REHEARSAL_SET)
+    rehearsal = _read(out / REHEARSAL_SET_FILE)
     assert len(rehearsal) == 6 and {r["kind"] for r in rehearsal} == {"van"}
     assert all("I don't know" not in r["completion"][0]["content"] for r in rehearsal)
     before = {r["id"]: r for r in _read(probe_dir / "knowledge.jsonl")}
     after = {r["id"]: r for r in _read(out / "probe" / "knowledge.jsonl")}
-    flow = _read(out / KNOWLEDGE_AFTER)
+    flow = _read(out / KNOWLEDGE_AFTER_FILE)
     assert [r["id"] for r in flow] == list(before)
     for row in flow:
         assert row["mu_before"] == before[row["id"]]["mu"]
@@ -78,7 +76,7 @@ def test_rehearse_trains_reprobes_and_writes_the_knowledge_flow(probed, tmp_path
         method="craft",
         data=DataSource(path=probe_cfg.data.path),
         knowledge=str(probe_dir / "knowledge.jsonl"),
-        knowledge_after=str(out / KNOWLEDGE_AFTER),
+        knowledge_after=str(out / KNOWLEDGE_AFTER_FILE),
         n_van=0,
         n_idk=3,
     )
@@ -107,7 +105,7 @@ def test_rehearsal_selection_thresholds_size_and_seed():
 
 
 def test_released_thresholds_are_the_defaults():
-    """METHODS.md section 3 (CRaFT's released code): OEQA µ ≥ 0.995 and σ ≥ 0.995 (both
+    """docs/methods.md §3 (CRaFT's released code): OEQA µ ≥ 0.995 and σ ≥ 0.995 (both
     inclusive); MCQA p(gold) > 0.99, strictly, with no σ threshold."""
     records = [QARecord(id=f"q{i}", question="?", answers=("a",)) for i in range(7)]
     cands = [

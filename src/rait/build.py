@@ -1,5 +1,5 @@
 """Stage 2, ``rait build``: turn a knowledge probe into a refusal-aware SFT set
-(METHODS.md sections 3, 4 and 6).
+(docs/methods.md §3, §4 and §6).
 
 Input: the training questions D_src, the probe's ``knowledge.jsonl`` (µ, σ per question) and,
 for CRaFT, the rehearsed model's knowledge (``rait rehearse``, µ̃, σ̃). A method
@@ -31,6 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rait.artifacts import (
+    build_summary_path,
+    check_ids,
+    read_influence,
+    read_knowledge,
+    resolve_influence_file,
+    training_row,
+)
+from rait.cliargs import option
 from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
@@ -39,12 +48,12 @@ from rait.fileio import (
     atomic_open,
     check_output_file,
     dumps,
-    read_jsonl_by_id,
-    row_number,
     write_json,
 )
 from rait.methods import METHODS, get_method
 from rait.methods.base import (
+    DEFAULT_TAU_MU,
+    DEFAULT_TEMPERATURE,
     BuildContext,
     Candidate,
     MethodSpec,
@@ -54,12 +63,7 @@ from rait.methods.base import (
     Targets,
 )
 from rait.methods.base import split_by_mu as _split_by_mu
-from rait.prompts import REFUSAL_ANSWER, RTUNING_UNCERTAINTY_TEXTS, training_messages
-
-REQUIRED_FIELD_HINT = {
-    "greedy_correct": "probe with rtuning: true (the default) to get R-Tuning's greedy answer",
-    "rtuning_u_entropy": "probe with --rtuning-u to get R-Tuning-U's entropy",
-}
+from rait.prompts import REFUSAL_ANSWER, RTUNING_UNCERTAINTY_TEXTS
 
 
 @dataclass
@@ -75,18 +79,30 @@ class BuildConfig:
     MCQA, "I don't know" for OEQA).
     """
 
-    method: str = "cor-rait"
+    method: str = option(
+        "cor-rait",
+        help="the data-construction method (docs/methods.md)",
+        choices=lambda: list(METHODS),
+    )
     data: DataSource = field(default_factory=DataSource)
-    knowledge: str | None = None
-    knowledge_after: str | None = None
-    influence: str | None = None
-    n_van: int | None = None
-    n_idk: int | None = None
+    knowledge: str | None = option(None, help="the probe's knowledge.jsonl")
+    knowledge_after: str | None = option(
+        None, help="the rehearsed model's knowledge (rait rehearse; CRaFT needs it)"
+    )
+    influence: str | None = option(
+        None, help="GRAIT's scores (rait influence's output; GRAIT needs it)"
+    )
+    n_van: int | None = option(None, help="vanilla samples N_van (default: 4:1 with N_idk)")
+    n_idk: int | None = option(None, help="IdK samples N_idk (default: 4:1 with N_van)")
     van_idk_ratio: float = 4.0
-    tau_mu: float = 0.5
-    temperature: float = 0.05
-    seed: int = 0
-    strict_sizes: bool = False
+    tau_mu: float = option(DEFAULT_TAU_MU, help="correctness threshold τµ: known when µ ≥ τµ")
+    temperature: float = option(
+        DEFAULT_TEMPERATURE, help="GRAIT's τ of the stable-influence weights"
+    )
+    seed: int = option(0, help="seed of the random draws and the row order")
+    strict_sizes: bool = option(
+        False, help="stop when a pool is smaller than asked (default: take all of it and report)"
+    )
     refusal: str | None = None
 
     def validate(self) -> MethodSpec:
@@ -120,45 +136,6 @@ class BuildConfig:
         return spec
 
 
-# --------------------------------------------------------------------------- knowledge
-def read_knowledge(
-    path: str, task: str, requires: tuple[str, ...] = ()
-) -> dict[str, dict[str, Any]]:
-    """A probe's ``knowledge.jsonl`` by id, validated: µ in [0, 1], σ finite, unique ids, the
-    data's task, and the fields a method ``requires``. Every problem names file, line, field."""
-    by_id = read_jsonl_by_id(path, required=("id", "mu", "sigma"))
-    for row in by_id.values():
-        line = row["_line"]
-        if "prompt" in row and "completion" in row:
-            raise DataError(
-                "this is a built training set (`rait build`'s output, prompt/completion rows), "
-                "not a probe's knowledge.jsonl: give the probe's output (rait probe --out)",
-                Location(path, line, field="prompt"),
-            )
-        row_number(row, "mu", path, 0.0, 1.0)
-        row_number(row, "sigma", path)
-        row_task = row.get("task")
-        if row_task is not None and row_task != task:
-            raise DataError(
-                f"the probe is {row_task} but the data is {task}: this knowledge file belongs "
-                "to another dataset",
-                Location(path, line, field="task"),
-            )
-        for name in requires:
-            if row.get(name) is None:
-                raise DataError(
-                    f"missing ({REQUIRED_FIELD_HINT.get(name, 'needed by this method')})",
-                    Location(path, line, field=name),
-                )
-            if name == "greedy_correct" and not isinstance(row[name], bool):
-                raise DataError(
-                    f"expected true or false, got {row[name]!r}", Location(path, line, field=name)
-                )
-            if name == "rtuning_u_entropy":
-                row_number(row, name, path, 0.0)
-    return by_id
-
-
 def load_candidates(
     cfg: BuildConfig, spec: MethodSpec, records: list[QARecord]
 ) -> tuple[list[Candidate], list[str]]:
@@ -167,23 +144,13 @@ def load_candidates(
     task = task_of(records)
     knowledge = read_knowledge(str(cfg.knowledge), task, spec.requires)
     by_id = {r.id: r for r in records}
-    for key, row in knowledge.items():
-        if key not in by_id:
-            raise DataError(
-                f"id {key!r} is not in the data ({cfg.data.describe()}): the knowledge file "
-                "belongs to another dataset or split",
-                Location(str(cfg.knowledge), row["_line"], field="id"),
-            )
+    why = f"is not in the data ({cfg.data.describe()}): the knowledge file belongs to another "
+    check_ids(knowledge, by_id, str(cfg.knowledge), why + "dataset or split")
     after: dict[str, dict[str, Any]] | None = None
     if spec.rehearsal:
         after = read_knowledge(str(cfg.knowledge_after), task)
-        for key, row in after.items():
-            if key not in knowledge:
-                raise DataError(
-                    f"id {key!r} is not in the probe {cfg.knowledge}: the rehearsed probe must "
-                    "cover the same questions",
-                    Location(str(cfg.knowledge_after), row["_line"], field="id"),
-                )
+        why = f"is not in the probe {cfg.knowledge}: the rehearsed probe must cover the same "
+        check_ids(after, knowledge, str(cfg.knowledge_after), why + "questions")
         missing = [k for k in knowledge if k not in after]
         if missing:
             raise DataError(
@@ -220,8 +187,6 @@ def _read_scores(
 ) -> dict[str, dict[str, Any]]:
     """GRAIT's influence scores, checked against the probe: the same questions, split at the
     same threshold."""
-    from rait.influence import read_influence, resolve_influence_file
-
     path = str(resolve_influence_file(cfg.influence))
     scores = read_influence(path)
     for key, row in scores.items():
@@ -236,7 +201,7 @@ def _read_scores(
         if row["split"] != split:
             raise DataError(
                 f"split {row['split']!r} but µ = {knowledge[key]['mu']} is {split} at tau_mu "
-                f"{cfg.tau_mu:g}: the scores were computed with another T_c (tau_c) or probe",
+                f"{cfg.tau_mu:g}: the scores were computed with another tau_mu (T_c) or probe",
                 Location(path, row["_line"], field="split"),
             )
     missing = [k for k in knowledge if k not in scores]
@@ -277,33 +242,6 @@ def resolve_sizes(cfg: BuildConfig, candidates: list[Candidate]) -> tuple[Sizes,
     else:
         how = f"N_van {n_van}, N_idk {n_idk} (given)"
     return Sizes(n_van, n_idk, cfg.strict_sizes), how
-
-
-# --------------------------------------------------------------------------- rows
-def training_row(pick: Pick, method: str, refuse_prompt: bool = True) -> dict[str, Any]:
-    """One output row: TRL prompt/completion messages plus what a reader needs."""
-    c = pick.candidate
-    messages = training_messages(c.record, pick.answer, refuse_prompt=refuse_prompt)
-    row: dict[str, Any] = {
-        "id": c.id,
-        "kind": pick.kind,
-        "prompt": messages[:1],
-        "completion": messages[1:],
-        "weight": float(pick.weight),
-        "method": method,
-        "task": c.record.task,
-        "answer": pick.answer,
-        "rule": pick.rule,
-        "mu": c.mu,
-        "sigma": c.sigma,
-    }
-    if c.mu_after is not None:
-        row["delta_mu"] = c.delta_mu
-        row["delta_sigma"] = c.delta_sigma
-    if c.i_ref is not None:
-        row["i_ref"] = c.i_ref
-        row["i_sta"] = c.i_sta
-    return row
 
 
 @dataclass
@@ -386,25 +324,20 @@ def _weight_summary(picks: list[Pick]) -> dict[str, Any]:
     }
 
 
-def summary_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.stem + ".summary.json")
-
-
 def run_build(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
     """Build and write ``out`` (JSONL) and its summary; nothing is written on an error."""
     out = Path(out)
     if out.suffix != ".jsonl":
         raise ConfigError(f"build: the output {out} must be a .jsonl file")
     inputs = [cfg.knowledge, cfg.knowledge_after, cfg.influence, cfg.data.path]
-    for target in (out, summary_path(out)):
+    for target in (out, build_summary_path(out)):
         check_output_file(target, "build: the output", inputs=inputs)
     result = build_dataset(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(out) as handle:
         for row in result.rows:
             handle.write(dumps(row) + "\n")
-    write_json(summary_path(out), result.summary)
+    write_json(build_summary_path(out), result.summary)
     return result.summary
 
 
@@ -430,14 +363,11 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "METHODS",
     "BuildConfig",
     "BuildResult",
     "build_dataset",
     "format_summary",
     "load_candidates",
-    "read_knowledge",
     "resolve_sizes",
     "run_build",
-    "summary_path",
 ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rait.cliargs import option
 from rait.errors import ConfigError
 from rait.fileio import atomic_open, write_json
 from rait.report import (
@@ -37,10 +38,10 @@ class CompareConfig:
     """``runs``: run directories (``rait run`` / ``rait demo``); ``names``: their labels
     (default: the folders' names); ``out``: the output folder."""
 
-    runs: list[str]
-    names: list[str] | None = None
-    out: str = "compare"
-    title: str | None = None
+    runs: list[str] = option(help="run directories (rait run / rait demo)")
+    names: list[str] | None = option(None, help="a label per run (default: folder names)")
+    out: str = option("compare", help="output folder")
+    title: str | None = option(None, help="the page's title")
 
     def labels(self) -> list[str]:
         return list(self.names) if self.names else [Path(r).resolve().name for r in self.runs]

@@ -1,12 +1,12 @@
 """``rait demo``: the README's main job, every method on the offline default.
 
-The demo is :func:`rait.pipeline.run_pipeline` on a built-in config
-(:func:`demo_config_dict`, the same as ``configs/demo.yaml``): the offline world-facts set,
-the offline default model (SmolLM2-135M-Instruct, on CPU), a shared probe of 200 training
-questions, CRaFT's rehearsal, GRAIT's influence at a rank-8 warm-up LoRA, and for every
-data-construction method a 40 + 10 sample set, a LoRA trained for 2 epochs and an evaluation on
-100 in-domain and 100 out-of-domain test questions, next to the two baselines. The sizes are
-chosen so that the whole run fits in 45 minutes on a 2-core CPU (timed in the README).
+The demo is :func:`rait.pipeline.run_pipeline` on ``configs/demo.yaml`` (read from the
+package, :func:`demo_config_path`): the offline world-facts set, the offline default model
+(SmolLM2-135M-Instruct, on CPU), a shared probe of 200 training questions, CRaFT's rehearsal,
+GRAIT's influence at a rank-8 warm-up LoRA, and for every data-construction method a 40 + 10
+sample set, a LoRA trained for 2 epochs and an evaluation on 100 in-domain and 100
+out-of-domain test questions, next to the two baselines. The sizes are chosen so that the
+whole run fits in 45 minutes on a 2-core CPU (timed in the README).
 
 After the run it prints the knowledge map of the probed questions, the results table and
 example answers that changed between the base model (Init-Refuse) and the trained models.
@@ -16,54 +16,20 @@ Every stage is cached in the run directory: a rerun is instant, a killed run res
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
-from typing import Any
 
+from rait.artifacts import RunLayout
 from rait.config import apply_overrides, build_config, load_yaml
 from rait.errors import ConfigError
-from rait.pipeline import BASELINES, PipelineConfig, run_pipeline
-from rait.probe import KNOWLEDGE_FILE
-from rait.results import METHOD_ORDER
-
-#: every data-construction method, in the papers' row order (craft-no-flow is CorCer-RAIT)
-DEMO_METHODS = [m for m in METHOD_ORDER if m not in BASELINES and m != "craft-no-flow"]
+from rait.pipeline import PipelineConfig, run_pipeline
+from rait.report import ReportConfig, changed_answers, format_changed_answers, load_run, run_report
 
 
-def demo_config_dict() -> dict[str, Any]:
-    """The demo's pipeline config as plain data (``configs/demo.yaml`` holds the same)."""
-
-    def world_facts(split: str, sample: int | None = None) -> dict[str, Any]:
-        source: dict[str, Any] = {"format": "world_facts", "split": split}
-        if sample is not None:
-            source["sample"] = sample
-        return source
-
-    return {
-        "run_dir": "runs/demo",
-        "title": "World facts, SmolLM2-135M-Instruct (LoRA on CPU, rait demo)",
-        "model": {"name": "smollm2-135m-instruct"},
-        "world_facts": {"task": "oeqa"},
-        "data": world_facts("train", 200),
-        "shots": world_facts("dev"),
-        "tests": [
-            {"name": "wf-id", "role": "id", "data": world_facts("id_test", 100)},
-            {"name": "wf-ood", "role": "ood", "data": world_facts("ood_test", 100)},
-        ],
-        "baselines": ["init-basic", "init-refuse"],
-        "methods": list(DEMO_METHODS),
-        "probe": {"n_samples": 10},
-        # SmolLM2-135M is rarely certain at T = 1: the released thresholds (0.995) keep almost
-        # nothing, so the rehearsal and GRAIT's warm-up take µ ≥ 0.7 and σ ≥ 0.7
-        "rehearse": {"min_mu": 0.7, "min_sigma": 0.7, "train": {"epochs": 2.0}},
-        "influence": {
-            "warmup_min_mu": 0.7,
-            "warmup_min_sigma": 0.7,
-            "train": {"lora_r": 8, "epochs": 2.0},
-        },
-        "build": {"n_van": 40, "n_idk": 10, "seed": 0},
-        "train": {"epochs": 2.0},
-        "eval": {"batch_size": 16, "max_new_tokens": 24},
-    }
+def demo_config_path() -> Path:
+    """The demo's pipeline config, ``configs/demo.yaml``, shipped inside the package
+    (``rait/configs/demo.yaml``; the repository's ``configs`` folder is a link to it)."""
+    return Path(str(resources.files("rait") / "configs" / "demo.yaml"))
 
 
 def load_demo_config(
@@ -73,8 +39,9 @@ def load_demo_config(
 ) -> PipelineConfig:
     """The demo's config: the built-in one (or the YAML at ``path``), then ``--set``
     overrides; ``n_questions`` sets every test set's sample size."""
-    data = load_yaml(path) if path else demo_config_dict()
-    origin = str(path) if path else "rait demo"
+    path = path or str(demo_config_path())
+    data = load_yaml(path)
+    origin = str(path)
     if overrides:
         data = apply_overrides(data, overrides)
         origin += " (with --set overrides)"
@@ -90,19 +57,11 @@ def load_demo_config(
 def run_demo(cfg: PipelineConfig, n_examples: int = 6) -> dict:
     """Run the demo's pipeline and its report, then print the knowledge map, answers that
     turned into refusals and where the report is."""
-    from rait.report import (
-        ReportConfig,
-        changed_answers,
-        format_changed_answers,
-        load_run,
-        run_report,
-    )
-
     summary = run_pipeline(cfg)
     root = Path(cfg.run_dir)
     report = run_report(ReportConfig(run_dir=str(root), n_examples=n_examples))
     print()
-    print(format_probe_report(root / "probe" / KNOWLEDGE_FILE))
+    print(format_probe_report(RunLayout(root).knowledge))
     examples = format_changed_answers(changed_answers(load_run(root)["metrics"], n_examples // 2))
     if examples:
         print("\n" + examples)

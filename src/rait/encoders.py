@@ -1,4 +1,4 @@
-"""Sentence encoders for OEQA certainty (METHODS.md section 2).
+"""Sentence encoders for OEQA certainty (docs/methods.md §2).
 
 σ of an open question is the mean off-diagonal cosine similarity of the embeddings of its N
 sampled answers under the SentenceTransformer ``all-MiniLM-L6-v2``. Offline, that model comes

@@ -1,5 +1,5 @@
 """Stage 4, evaluation: answer a test set 0-shot and greedily, classify every answer as correct,
-wrong or refused, and score it (METHODS.md section 7).
+wrong or refused, and score it (docs/methods.md §7).
 
 **Prompt.** The REFUSE prompt (GRAIT Tables 8/9) for every method except Init-Basic, which
 gets the basic prompt (Tables 4/5, no refusal instruction): ``prompt: auto`` picks by
@@ -13,7 +13,7 @@ gets the basic prompt (Tables 4/5, no refusal instruction): ``prompt: auto`` pic
 2. MCQA: the first standalone option letter; none = *wrong*;
 3. OEQA: ``contains`` or ``em`` against the aliases, else *wrong*.
 
-**Confidence** of each answer, for AP and ECE (R-Tuning, METHODS.md section 4):
+**Confidence** of each answer, for AP and ECE (R-Tuning, docs/methods.md §4):
 ``confidence: answer`` = the answer probability (MCQA: the largest option probability at the
 answer position, renormalised over the options; OEQA: the geometric mean of the answer tokens'
 probabilities); ``confidence: padding`` (R-Tuning padding models) appends R-Tuning's question
@@ -40,12 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from rait import metrics as M
-from rait.backends import load_stage_engine, resolve_backend
+from rait.artifacts import METRICS_FILE, PREDICTIONS_FILE
+from rait.backends import backend_names, load_stage_engine, resolve_backend
 from rait.backends.hf import common_prefix_length
+from rait.cliargs import option
 from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
 from rait.distributed import Processes, Shard, merge_shards, remove_shards, run_shard
+from rait.engine import VllmConfig
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import read_json, read_jsonl_rows, write_json
 from rait.matching import (
@@ -67,8 +70,6 @@ from rait.prompts import (
 )
 from rait.rundir import ResumableJsonl, Stage
 
-PREDICTIONS_FILE = "predictions.jsonl"
-METRICS_FILE = "metrics.json"
 PROMPTS = ("auto", "refuse", "basic")
 CONFIDENCES = ("answer", "padding")
 ROLES = ("id", "ood")
@@ -90,20 +91,35 @@ class EvalConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataSource = field(default_factory=DataSource)
-    method: str = "init-refuse"
-    prompt: str = "auto"
-    test_set: str | None = None
-    role: str = "id"
-    match: str = "contains"
-    refusal_phrases: list[str] | None = None
-    confidence: str = "answer"
-    max_new_tokens: int = 32
-    baseline: str | None = None
+    method: str = option(
+        "init-refuse", help="row label: init-basic (basic prompt), init-refuse, cor-rait, ..."
+    )
+    prompt: str = option(
+        "auto", help="the prompt: auto (basic for init-basic), refuse or basic", choices=PROMPTS
+    )
+    test_set: str | None = option(None, help="column label (default: the split)")
+    role: str = option("id", help="in-domain or out-of-domain test set", choices=ROLES)
+    match: str = option(
+        "contains",
+        help="OEQA correctness: alias contained in the answer, or TriviaQA exact match",
+        choices=MATCH_MODES,
+    )
+    refusal_phrases: list[str] | None = option(
+        None, help="a refusal phrase (repeatable; replaces the default list)"
+    )
+    confidence: str = option(
+        "answer",
+        help="answer probability, or R-Tuning padding's sure-probability mix",
+        choices=CONFIDENCES,
+    )
+    max_new_tokens: int = option(32, help="the longest answer, in tokens")
+    baseline: str | None = option(
+        None, help="Init-Basic's eval folder on the same test set (for THS, honesty)"
+    )
     ece_bins: int = 10
-    backend: str = "auto"
-    batch_size: int = 8
-    vllm_tensor_parallel_size: int = 1
-    vllm_gpu_memory_utilization: float = 0.85
+    backend: str = option("auto", help="the inference engine", choices=backend_names)
+    batch_size: int = option(8, help="questions per batch")
+    vllm: VllmConfig = field(default_factory=VllmConfig)
 
     def validate(self) -> None:
         checks = [
@@ -172,7 +188,7 @@ class Verdict:
 def classify(
     answer: str, record: QARecord, match: str, phrases: Sequence[str], refused: bool = False
 ) -> Verdict:
-    """METHODS.md section 7, refusal first. ``refused=True`` forces a refusal (an R-Tuning
+    """docs/methods.md §7, refusal first. ``refused=True`` forces a refusal (an R-Tuning
     padding model that is not sure of its answer)."""
     refused = refused or is_refusal(answer, phrases)
     text = answer_part(answer)

@@ -1,4 +1,4 @@
-"""``rait influence``: GRAIT's gradient influence scores (METHODS.md section 5; GRAIT
+"""``rait influence``: GRAIT's gradient influence scores (docs/methods.md §5; GRAIT
 Algorithm 1 lines 1-8, eqs. 6 and 9).
 
 1. **Split** the probed questions D_src at ``T_c`` (0.5): ``D_ik = {µ ≥ T_c}``,
@@ -46,28 +46,37 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rait.artifacts import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    FEATURES_FILE,
+    INFLUENCE_FILE,
+    INFLUENCE_SCORES_DIR,
+    INFLUENCE_SUMMARY_FILE,
+    KNOWLEDGE_FILE,
+)
+from rait.cliargs import option
 from rait.config import config_to_dict
 from rait.data.records import QARecord
 from rait.distributed import Processes
-from rait.errors import ConfigError, DataError, Location
+from rait.errors import ConfigError, DataError
 from rait.fileio import atomic_open, dumps, read_json, write_json
 from rait.gradients import AdamPreconditioner, PerSampleGradients, collate
-from rait.models import ModelConfig, resolve_device
-from rait.probe import KNOWLEDGE_FILE
+from rait.methods.base import DEFAULT_TAU_MU
+from rait.models import ModelConfig, load_model, resolve_device
+from rait.probe import load_probe
 from rait.projection import RademacherProjector
 from rait.prompts import REFUSAL_ANSWER, training_messages
-from rait.rehearse import load_probe
+from rait.rehearse import RehearseConfig, select_rehearsal, write_rehearsal_set
 from rait.rundir import Stage, exclusive
-from rait.train import ADAPTER_DIR, TrainConfig, tokenize_rows
+from rait.train import TrainConfig, _latest_checkpoint, run_train, tokenize_rows
 
-INFLUENCE_FILE = "influence.jsonl"
-SUMMARY_FILE = "influence_summary.json"
-FEATURES_FILE = "features.npy"
 WORK_DIR = "work"
 PROJECTIONS = ("rademacher", "none")
 GRADIENTS = ("sgd", "adam")
@@ -86,32 +95,47 @@ class InfluenceConfig:
     ``warmup``: a LoRA adapter folder or trainer checkpoint to take gradients at; None: train
     one on the rehearsal set (``warmup_size`` samples passing ``warmup_min_mu`` /
     ``warmup_min_sigma``, the ``rait rehearse`` defaults when None) with ``train``.
-    ``tau_c``: the correctness threshold T_c. ``refusal``: the refusal target (default by task).
+    ``tau_mu``: the threshold τµ (GRAIT's T_c).
+    ``refusal``: the refusal target (default by task).
     ``projection``/``projection_dim``/``normalize``/``gradient``/``ik_target``: see above.
     ``batch_size``: samples per gradient batch. ``chunk_memory_gb``: memory for the per-sample
     gradients projected together (bigger chunks generate P fewer times).
     ``device``/``dtype``: override the probe's model settings.
     """
 
-    probe: str | None = None
-    warmup: str | None = None
-    warmup_size: int = 1000
+    probe: str | None = option(None, help="the probe's output folder")
+    warmup: str | None = option(
+        None,
+        help="LoRA adapter or trainer checkpoint to take gradients at (default: train one on "
+        "the rehearsal set)",
+    )
+    warmup_size: int = option(1000, help="warm-up (rehearsal) samples")
     warmup_min_mu: float | None = None
     warmup_min_sigma: float | None = None
     train: TrainConfig = field(default_factory=_warmup_train_default)
-    tau_c: float = 0.5
+    tau_mu: float = option(
+        DEFAULT_TAU_MU, help="correctness threshold τµ (GRAIT's T_c): known (D_ik) when µ ≥ τµ"
+    )
     refusal: str | None = None
-    projection: str = "rademacher"
-    projection_dim: int = 8192
-    normalize: bool = True
-    gradient: str = "sgd"
-    ik_target: str = "refusal"
-    batch_size: int = 16
+    projection: str = option(
+        "rademacher", help="feature projection of each gradient", choices=PROJECTIONS
+    )
+    projection_dim: int = option(8192, help="projection dimension k")
+    normalize: bool = option(True, help="no per-sample L2 normalisation of the features")
+    gradient: str = option(
+        "sgd", help="plain gradients, or Adam-preconditioned (LESS)", choices=GRADIENTS
+    )
+    ik_target: str = option(
+        "refusal",
+        help="the D_ik mean's target: refusal (Algorithm 1) or answer (eq. 9)",
+        choices=IK_TARGETS,
+    )
+    batch_size: int = option(16, help="samples per gradient batch")
     chunk_memory_gb: float = 2.0
     max_length: int = 2048
     save_features: bool = True
-    seed: int = 0
-    device: str | None = None
+    seed: int = option(0, help="seed of the warm-up and the projection")
+    device: str | None = option(None, help="cpu, cuda, ... (default: the probe's)")
     dtype: str | None = None
 
     def validate(self) -> None:
@@ -135,7 +159,7 @@ class InfluenceConfig:
                 self.projection_dim > 0,
                 f"influence: projection_dim must be positive, got {self.projection_dim}",
             ),
-            (0.0 < self.tau_c <= 1.0, f"influence: tau_c must be in (0, 1], got {self.tau_c}"),
+            (0.0 < self.tau_mu <= 1.0, f"influence: tau_mu must be in (0, 1], got {self.tau_mu}"),
             (self.batch_size > 0, f"influence: batch_size must be positive, got {self.batch_size}"),
             (
                 self.chunk_memory_gb > 0 and math.isfinite(self.chunk_memory_gb),
@@ -189,7 +213,7 @@ def gradient_examples(
     mu_by_id: dict[str, float],
     tokenizer: Any,
     chat: bool,
-    tau_c: float = 0.5,
+    tau_mu: float = DEFAULT_TAU_MU,
     refusal: str | None = None,
     ik_target: str = "refusal",
     max_length: int = 2048,
@@ -205,7 +229,7 @@ def gradient_examples(
         if record.id not in mu_by_id:
             continue
         mu = mu_by_id[record.id]
-        split = "ik" if mu >= tau_c else "idk"
+        split = "ik" if mu >= tau_mu else "idk"
         target = refusal or REFUSAL_ANSWER[record.task]
         planned.append((record, split, "refusal", target, mu))
         if ik_target == "answer" and split == "ik":
@@ -475,8 +499,6 @@ def _mean_stats(mean_idk: Any, mean_ik: Any) -> dict[str, float]:
 # --------------------------------------------------------------------------- the stage
 def _train_warmup(cfg: InfluenceConfig, probe_cfg, task, candidates, out: Path, log):
     """The warm-up LoRA: ``train`` on the rehearsal set (``rait rehearse``'s selection)."""
-    from rait.rehearse import RehearseConfig, select_rehearsal, write_rehearsal_set
-    from rait.train import run_train
 
     selection_cfg = RehearseConfig(
         probe=cfg.probe,
@@ -498,7 +520,6 @@ def _train_warmup(cfg: InfluenceConfig, probe_cfg, task, candidates, out: Path, 
 
 
 def _last_checkpoint(train_dir: Path) -> str | None:
-    from rait.train import CHECKPOINTS_DIR, _latest_checkpoint
 
     return _latest_checkpoint(train_dir / CHECKPOINTS_DIR)
 
@@ -507,8 +528,6 @@ def load_warmup_model(model_cfg: ModelConfig, warmup: str, gradient: str = "sgd"
     """The base model with the warm-up LoRA loaded trainable, in eval mode (no dropout), and
     the Adam preconditioner when asked."""
     from peft import PeftModel
-
-    from rait.models import load_model
 
     lm = load_model(replace(model_cfg, adapter=None))
     try:
@@ -521,22 +540,6 @@ def load_warmup_model(model_cfg: ModelConfig, warmup: str, gradient: str = "sgd"
     if gradient == "adam":
         engine.preconditioner = AdamPreconditioner.from_checkpoint(warmup, model)
     return lm, model, engine
-
-
-def read_influence(path: str) -> dict[str, dict[str, Any]]:
-    """``influence.jsonl`` by id, validated (file, line and field in every error)."""
-    from rait.fileio import read_jsonl_by_id, row_number
-
-    by_id = read_jsonl_by_id(path, required=("id", "split", "i_ref", "i_sta"))
-    for row in by_id.values():
-        if row["split"] not in ("ik", "idk"):
-            raise DataError(
-                f"expected 'ik' or 'idk', got {row['split']!r}",
-                Location(path, row["_line"], field="split"),
-            )
-        for name in ("i_ref", "i_sta"):
-            row_number(row, name, path)
-    return by_id
 
 
 def run_influence(cfg: InfluenceConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
@@ -569,10 +572,10 @@ def _run_influence(cfg: InfluenceConfig, out: Path, procs: Processes, log) -> di
     inputs = [str(Path(cfg.probe) / KNOWLEDGE_FILE), warmup]
     if probe_cfg.data.path:
         inputs.append(str(probe_cfg.data.path))
-    stage = Stage(out / "scores", "influence", config, inputs)
+    stage = Stage(out / INFLUENCE_SCORES_DIR, "influence", config, inputs)
     if stage.is_complete():
         log(f"[influence] up to date, skipped ({stage.path})")
-        return read_json(stage.path / SUMMARY_FILE)
+        return read_json(stage.path / INFLUENCE_SUMMARY_FILE)
     procs.barrier()
     if procs.main:
         stage.begin()
@@ -589,7 +592,7 @@ def _run_influence(cfg: InfluenceConfig, out: Path, procs: Processes, log) -> di
         mu_by_id,
         lm.tokenizer,
         lm.use_chat_template,
-        cfg.tau_c,
+        cfg.tau_mu,
         cfg.refusal,
         cfg.ik_target,
         cfg.max_length,
@@ -654,7 +657,7 @@ def _run_influence(cfg: InfluenceConfig, out: Path, procs: Processes, log) -> di
         "n": len(rows),
         "n_ik": len(rows) - n_idk,
         "n_idk": n_idk,
-        "tau_c": cfg.tau_c,
+        "tau_mu": cfg.tau_mu,
         "lora_parameters": engine.dim,
         "projection": cfg.projection,
         "projection_dim": cfg.projection_dim if cfg.projection != "none" else None,
@@ -675,26 +678,22 @@ def _run_influence(cfg: InfluenceConfig, out: Path, procs: Processes, log) -> di
         "influence": str(stage.path / INFLUENCE_FILE),
         "config": config,
     }
-    write_json(stage.path / SUMMARY_FILE, summary)
-    import shutil
+    write_json(stage.path / INFLUENCE_SUMMARY_FILE, summary)
 
     shutil.rmtree(stage.path / WORK_DIR, ignore_errors=True)
-    stage.complete({"influence": INFLUENCE_FILE, "summary": SUMMARY_FILE})
+    stage.complete({"influence": INFLUENCE_FILE, "summary": INFLUENCE_SUMMARY_FILE})
     procs.barrier()
     return summary
 
 
-def influence_path(out_dir: str | Path) -> Path:
-    """Where ``rait influence --out OUT`` writes the scores."""
-    return Path(out_dir) / "scores" / INFLUENCE_FILE
-
-
-def resolve_influence_file(path: str | Path) -> Path:
-    """``influence.jsonl`` itself, or the folder ``rait influence`` wrote (or its ``scores``)."""
-    path = Path(path)
-    if path.is_dir():
-        for candidate in (influence_path(path), path / INFLUENCE_FILE):
-            if candidate.is_file():
-                return candidate
-        raise ConfigError(f"{path} holds no {INFLUENCE_FILE}: give `rait influence`'s output")
-    return path
+def format_summary(s: dict) -> str:
+    """The influence scores' summary in two lines (empty on a process other than rank 0)."""
+    if not s:
+        return ""
+    m = s["means"]
+    return (
+        f"influence of {s['n']} questions ({s['n_ik']} ik, {s['n_idk']} idk) over "
+        f"{s['lora_parameters']:,} LoRA parameters in {s['seconds']:.0f}s; means: <idk,idk> "
+        f"{m['idk_dot_idk']:.4f}, <ik,ik> {m['ik_dot_ik']:.4f}, <idk,ik> {m['idk_dot_ik']:.4f}\n"
+        f"scores in {s['influence']} (rait build --method grait --influence)"
+    )

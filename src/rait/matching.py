@@ -1,4 +1,4 @@
-"""Answer matching shared by the probe and the evaluation (METHODS.md sections 2 and 7).
+"""Answer matching shared by the probe and the evaluation (docs/methods.md §2 and §7).
 
 Correctness of an open answer has two modes:
 
@@ -87,7 +87,7 @@ def _refusal_pattern(phrase: str) -> re.Pattern[str] | None:
 
 
 def is_refusal(answer: str, phrases: Iterable[str]) -> bool:
-    """METHODS.md section 7 step 1: the answer contains a refusal phrase.
+    """docs/methods.md §7 step 1: the answer contains a refusal phrase.
 
     *Contains* means anywhere in the answer, not only at its start ("Well, I don't know the
     answer." and "Paris? I am unsure" are refusals), with both sides normalised by

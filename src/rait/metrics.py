@@ -8,7 +8,7 @@ base model makes no error, AP with no correct answer) is ``None``, never a divis
 =========================  ===============================================================
 function                   definition
 =========================  ===============================================================
-:func:`rates`              Pc, Pw, Pr: shares of correct / wrong / refused (METHODS §7)
+:func:`rates`              Pc, Pw, Pr: shares of correct / wrong / refused (docs/methods.md §7)
 :func:`ths`                THS = (Pc·Pw0 − Pw·Pc0) / Pw0 (CRaFT eq. 4; GRAIT section 4)
 :func:`average_precision`  R-Tuning eq. (4): Σ_k (R(k) − R(k−1))·P(k) over thresholds
 :func:`calibration`        ECE over equal-width bins, with the reliability table
@@ -18,7 +18,7 @@ function                   definition
                            over-conservativeness, prudence, honesty
 =========================  ===============================================================
 
-Confidences for AP and ECE (R-Tuning, METHODS.md section 4):
+Confidences for AP and ECE (R-Tuning, docs/methods.md §4):
 :func:`answer_probability` (the geometric mean of the answer tokens' probabilities),
 :func:`padding_confidence` (0.5·answer probability + 0.5·sure-probability) and
 :func:`sure_probability` (p(sure) / (p(sure) + p(unsure))).
@@ -90,7 +90,7 @@ class Rates:
 
 
 def rates(verdicts: Sequence[str]) -> Rates:
-    """Pc, Pw, Pr over all items (METHODS.md section 7); they sum to 1."""
+    """Pc, Pw, Pr over all items (docs/methods.md §7); they sum to 1."""
     if not verdicts:
         raise MetricError("no verdicts: the test set is empty")
     counts = Counter(verdicts)
@@ -145,7 +145,7 @@ def sure_probability(logp_sure: float, logp_unsure: float) -> float:
 
 
 def padding_confidence(answer_prob: float, sure_prob: float) -> float:
-    """R-Tuning padding's confidence (METHODS.md section 4): ``0.5·p(answer) + 0.5·p(sure)``."""
+    """R-Tuning padding's confidence (docs/methods.md §4): ``0.5·p(answer) + 0.5·p(sure)``."""
     return 0.5 * _check_rate("answer probability", answer_prob) + 0.5 * _check_rate(
         "sure probability", sure_prob
     )
@@ -220,7 +220,7 @@ class Calibration:
 def calibration(
     confidences: Sequence[float], correct: Sequence[bool], n_bins: int = 10
 ) -> Calibration:
-    """ECE over ``n_bins`` equal-width confidence bins (METHODS.md section 7: 10 bins),
+    """ECE over ``n_bins`` equal-width confidence bins (docs/methods.md §7: 10 bins),
 
         ECE = Σ_b (n_b / n) · |accuracy_b − mean confidence_b|,
 

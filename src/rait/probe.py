@@ -1,5 +1,5 @@
 """Stage 1, the knowledge probe: correctness µ and certainty σ of every question
-(METHODS.md section 2).
+(docs/methods.md §2).
 
 **MCQA.** A 5-shot prompt (GRAIT Table 4; shots from another split), one forward pass, the
 log-probabilities of the option-letter tokens at the answer position, softmax over the options:
@@ -13,7 +13,7 @@ answer is the first line. ``µ = (1/N) Σ_k correct(a_k)`` (``contains`` or ``em
 **R-Tuning** (optional): one greedy answer, certain if correct; **R-Tuning-U** (optional): k
 samples at T = 0.7, ``u = -Σ_a f_a log f_a`` over the answers' frequencies (OEQA answers are
 compared after TriviaQA normalisation); the 50% lowest-u questions are certain
-(:func:`rtuning_u_certain`).
+(:func:`rait.methods.rtuning.rtuning_u_certain`).
 
 Output: ``knowledge.jsonl``, one row per question (fields in docs/probe.md), written batch by
 batch; ``summary.json``. A killed probe resumes where it stopped; batches are cut the same
@@ -24,6 +24,7 @@ sampling too as every sample has its own seeded generator).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections import Counter, defaultdict
@@ -32,21 +33,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rait.backends import load_stage_engine, resolve_backend
-from rait.config import config_to_dict
+from rait.artifacts import KNOWLEDGE_FILE, PROBE_SUMMARY_FILE, check_ids, read_knowledge
+from rait.backends import backend_names, load_stage_engine, resolve_backend
+from rait.cliargs import option
+from rait.config import build_config, config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
 from rait.distributed import Processes, Shard, merge_shards, remove_shards, run_shard
 from rait.encoders import DEFAULT_ENCODER, load_encoder, mean_pairwise_cosine
-from rait.errors import ConfigError, DataError, ModelError
+from rait.engine import VllmConfig
+from rait.errors import ConfigError, DataError, Location, ModelError
 from rait.fileio import read_json, write_json
 from rait.matching import MATCH_MODES, first_line, is_correct_open, normalize_answer
+from rait.methods.base import DEFAULT_TAU_MU, Candidate
 from rait.models import ModelConfig, render_prompt
 from rait.prompts import SHOTS, knowledge_query_messages
-from rait.rundir import ResumableJsonl, Stage
-
-KNOWLEDGE_FILE = "knowledge.jsonl"
-SUMMARY_FILE = "summary.json"
+from rait.rundir import MANIFEST, ResumableJsonl, Stage
 
 
 @dataclass
@@ -66,20 +68,21 @@ class ProbeConfig:
     data: DataSource = field(default_factory=DataSource)
     shots: DataSource | None = None
     n_shots: int | None = None
-    n_samples: int = 10
+    n_samples: int = option(10, help="OEQA samples per question (N)")
     temperature: float = 1.0
     max_new_tokens: int = 32
     match: str = "contains"
     encoder: str = DEFAULT_ENCODER
     rtuning: bool = True
-    rtuning_u: bool = False
+    rtuning_u: bool = option(False, help="also draw R-Tuning-U's samples (k at T = 0.7)")
     rtuning_u_samples: int = 10
     rtuning_u_temperature: float = 0.7
-    backend: str = "auto"
-    batch_size: int | None = None
-    seed: int = 0
-    vllm_tensor_parallel_size: int = 1
-    vllm_gpu_memory_utilization: float = 0.85
+    backend: str = option("auto", help="the inference engine", choices=backend_names)
+    batch_size: int | None = option(
+        None, help="questions per batch (default 8; 1 for MCQA on a CPU)"
+    )
+    seed: int = option(0, help="seed of every sample")
+    vllm: VllmConfig = field(default_factory=VllmConfig)
 
     def validate(self) -> None:
         checks = [
@@ -147,16 +150,6 @@ def frequency_entropy(answers: Iterable[str]) -> float:
     counts = Counter(answers)
     total = sum(counts.values())
     return -sum((c / total) * math.log(c / total) for c in counts.values())
-
-
-def rtuning_u_certain(rows: Sequence[dict], fraction: float = 0.5) -> set[str]:
-    """The ids of the ``fraction`` of questions with the lowest R-Tuning-U entropy, rounded
-    down (ties broken by id, so the split is deterministic)."""
-    scored = [r for r in rows if r.get("rtuning_u_entropy") is not None]
-    if len(scored) != len(rows):
-        raise DataError("R-Tuning-U needs a probe run with rtuning_u: true")
-    ranked = sorted(scored, key=lambda r: (r["rtuning_u_entropy"], str(r["id"])))
-    return {str(r["id"]) for r in ranked[: math.floor(len(ranked) * fraction)]}
 
 
 def option_token_ids(engine: Any, prompt: str, letters: Sequence[str], chat: bool) -> list[int]:
@@ -371,6 +364,41 @@ def load_probe_inputs(cfg: ProbeConfig) -> tuple[list[QARecord], list[QARecord]]
     return records, pool
 
 
+def probe_config_of(probe_dir: str | Path) -> ProbeConfig:
+    """The settings a finished probe ran with (from its ``stage.json``)."""
+    manifest_path = Path(probe_dir) / MANIFEST
+    try:
+        manifest = read_json(manifest_path)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{probe_dir} is not a probe folder (no {MANIFEST}): give the folder `rait probe "
+            "--out` wrote"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg})", Location(str(manifest_path))) from None
+    if manifest.get("stage") != "probe" or manifest.get("status") != "complete":
+        raise ConfigError(f"{probe_dir} does not hold a complete probe (see {manifest_path})")
+    return build_config(ProbeConfig, manifest["config"], origin=str(manifest_path))
+
+
+def load_probe(probe_dir: str | Path):
+    """A finished probe: its config, data records, task, knowledge rows by id and the probed
+    questions as candidates (the knowledge must match the data)."""
+    probe_cfg = probe_config_of(probe_dir)
+    records = load_source(probe_cfg.data)
+    task = task_of(records)
+    knowledge_path = Path(probe_dir) / KNOWLEDGE_FILE
+    knowledge = read_knowledge(str(knowledge_path), task)
+    by_id = {r.id: r for r in records}
+    why = "is not in the probe's own data: the data changed since the probe ran; probe again"
+    check_ids(knowledge, by_id, str(knowledge_path), why)
+    candidates = [
+        Candidate(by_id[k], float(row["mu"]), float(row["sigma"]), knowledge=row)
+        for k, row in knowledge.items()
+    ]
+    return probe_cfg, records, task, knowledge, candidates
+
+
 def _summary(rows: Sequence[dict], seconds: float, backend: str) -> dict:
     mus = [r["mu"] for r in rows]
     bins = [0] * 10
@@ -381,7 +409,7 @@ def _summary(rows: Sequence[dict], seconds: float, backend: str) -> dict:
         "task": rows[0]["task"] if rows else None,
         "mean_mu": sum(mus) / len(mus) if mus else None,
         "mean_sigma": sum(r["sigma"] for r in rows) / len(rows) if rows else None,
-        "known_fraction": sum(m >= 0.5 for m in mus) / len(mus) if mus else None,
+        "known_fraction": sum(m >= DEFAULT_TAU_MU for m in mus) / len(mus) if mus else None,
         "mu_histogram": {"edges": [i / 10 for i in range(11)], "counts": bins},
         "backend": backend,
         "seconds": round(seconds, 2),
@@ -417,7 +445,7 @@ def run_probe(
     stage = probe_stage(cfg, out_dir)
     if stage.is_complete():
         print(f"[probe] up to date, skipped ({stage.path})")
-        return read_json(stage.path / SUMMARY_FILE)
+        return read_json(stage.path / PROBE_SUMMARY_FILE)
     procs = Processes.from_env() if shard is None else Processes()
     shard = shard or Shard.of(procs)
     n_shots = SHOTS[task] if cfg.n_shots is None else cfg.n_shots
@@ -431,7 +459,9 @@ def run_probe(
             todo = [b for b in shard.take(batches) if any(r.id not in out for r in b)]
             _probe_batches(cfg, backend, batch_size, task, todo, shots_of, out, progress)
 
-        probed = run_shard("probe", stage, shard, procs, probe_shard, stage.path / SUMMARY_FILE)
+        probed = run_shard(
+            "probe", stage, shard, procs, probe_shard, stage.path / PROBE_SUMMARY_FILE
+        )
         if probed is not None:
             return probed
     with stage.lock(), stage.started() as resuming:
@@ -444,8 +474,8 @@ def run_probe(
             _probe_batches(cfg, backend, batch_size, task, todo, shots_of, out, progress)
             rows = [out.rows[r.id] for r in records]
         summary = _summary(rows, time.perf_counter() - started, backend)
-        write_json(stage.path / SUMMARY_FILE, summary)
-        stage.complete({"knowledge": KNOWLEDGE_FILE, "summary": SUMMARY_FILE})
+        write_json(stage.path / PROBE_SUMMARY_FILE, summary)
+        stage.complete({"knowledge": KNOWLEDGE_FILE, "summary": PROBE_SUMMARY_FILE})
     remove_shards(out_dir)
     procs.barrier()
     return summary
@@ -511,3 +541,13 @@ def _group_prefix(prober: Prober, record: QARecord, shots_of) -> list[int]:
         n += 1
     # back off a few tokens: the question's first characters can merge with what precedes them
     return a[: max(n - 2, 0)]
+
+
+def format_summary(summary: dict, out: str | Path) -> str:
+    """A finished probe's summary in two lines."""
+    return (
+        f"probed {summary['n']} {summary['task']} questions: mean µ {summary['mean_mu']:.3f}, "
+        f"mean σ {summary['mean_sigma']:.3f}, known (µ ≥ {DEFAULT_TAU_MU:g}) "
+        f"{summary['known_fraction']:.1%}\n"
+        f"rows in {out}/{KNOWLEDGE_FILE}, summary in {out}/{PROBE_SUMMARY_FILE}"
+    )

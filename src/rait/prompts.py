@@ -3,7 +3,7 @@
 A prompt is a list of chat messages (``{"role", "content"}``). Few-shot prompts are
 multi-turn: each shot is a user turn (the instruction block) and an assistant turn (its answer),
 the queried question is the last user turn. :func:`rait.models.render_prompt` turns the
-messages into model text: through the tokenizer's chat template on a chat model (METHODS.md
+messages into model text: through the tokenizer's chat template on a chat model (docs/methods.md
 section 6), or, on a base model, by plain concatenation
 ``"{block} {answer}\\n\\n{block} {answer}\\n\\n{block}"``, the layout of the papers' tables.
 
@@ -19,7 +19,6 @@ OEQA_QUERY_GRAIT_T5          GRAIT Table 5 (3-shot)              knowledge probe
                                                                  prompt (0-shot)
 MCQA_REFUSE_GRAIT_T6_T8      GRAIT Tables 6 (train) and 8 (eval) every RAIT variant, MCQA
 OEQA_REFUSE_GRAIT_T7_T9      GRAIT Tables 7 (train) and 9 (eval) every RAIT variant, OEQA
-RTUNING_PADDING              R-Tuning eq. (1), section 2.2       R-Tuning padding
 RTUNING_UNCERTAINTY_TEXTS    R-Tuning appendix A.5 (Yin 2023)    R-Tuning-R targets
 ===========================  ==================================  =============================
 """
@@ -64,7 +63,6 @@ OEQA_REFUSE_GRAIT_T7_T9 = (
 RTUNING_SURE_QUESTION = (
     "Are you sure you accurately answered the question based on your internal knowledge?"
 )
-RTUNING_PADDING = "Question: {question} Answer: {answer}. " + RTUNING_SURE_QUESTION + " I am {sure}"
 RTUNING_SURE, RTUNING_UNSURE = "sure", "unsure"
 # --- R-Tuning appendix A.5: the 16 uncertainty expressions of Yin et al. (2023)
 RTUNING_UNCERTAINTY_TEXTS = (
@@ -85,15 +83,15 @@ RTUNING_UNCERTAINTY_TEXTS = (
     "We do not know.",
     "I'm not sure.",
 )
-# --- METHODS.md section 6: the refusal answers used as training targets
+# --- docs/methods.md §6: the refusal answers used as training targets
 REFUSAL_ANSWER = {"mcqa": "I don't know.", "oeqa": "I don't know"}
-# --- METHODS.md section 7: the default refusal phrases of the evaluation. R-Tuning's texts keep
+# --- docs/methods.md §7: the default refusal phrases of the evaluation. R-Tuning's texts keep
 # their paper form (trailing period included); rait.matching.is_refusal ignores a phrase's
 # leading and trailing punctuation, case and apostrophe style, so "It is not known" still matches.
 DEFAULT_REFUSAL_PHRASES = ("I don't know", *RTUNING_UNCERTAINTY_TEXTS, "I am unsure")
 
 DEFAULT_SUBJECT = "general knowledge"
-SHOTS = {"mcqa": 5, "oeqa": 3}  # METHODS.md section 2
+SHOTS = {"mcqa": 5, "oeqa": 3}  # docs/methods.md §2
 
 
 def letters_or(n: int) -> str:
@@ -147,12 +145,12 @@ def build_messages(
 
 
 def knowledge_query_messages(record: QARecord, shots: Sequence[QARecord]) -> list[Message]:
-    """METHODS.md section 2: the few-shot knowledge query (GRAIT Tables 4/5)."""
+    """docs/methods.md §2: the few-shot knowledge query (GRAIT Tables 4/5)."""
     return build_messages(record, "query", shots)
 
 
 def training_messages(record: QARecord, answer: str, refuse_prompt: bool = True) -> list[Message]:
-    """METHODS.md section 6: REFUSE prompt (Tables 6/7) for RAIT, basic prompt for
+    """docs/methods.md §6: REFUSE prompt (Tables 6/7) for RAIT, basic prompt for
     Van-Tuning; the assistant turn is the training target."""
     kind: PromptKind = "refuse" if refuse_prompt else "basic"
     return [
@@ -162,5 +160,5 @@ def training_messages(record: QARecord, answer: str, refuse_prompt: bool = True)
 
 
 def evaluation_messages(record: QARecord, refuse_prompt: bool = True) -> list[Message]:
-    """METHODS.md section 7: 0-shot; REFUSE prompt (Tables 8/9), basic for Init-Basic."""
+    """docs/methods.md §7: 0-shot; REFUSE prompt (Tables 8/9), basic for Init-Basic."""
     return build_messages(record, "refuse" if refuse_prompt else "basic")

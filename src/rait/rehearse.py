@@ -1,7 +1,7 @@
-"""``rait rehearse``: CRaFT's rehearsal training and knowledge flow (METHODS.md section 3).
+"""``rait rehearse``: CRaFT's rehearsal training and knowledge flow (docs/methods.md §3).
 
 1. **Rehearsal set**: the probed questions the model knows best, ``µ ≥ min_mu`` and
-   ``σ ≥ min_sigma`` (defaults from the released code, METHODS.md section 3: OEQA µ ≥ 0.995
+   ``σ ≥ min_sigma`` (defaults from the released code, docs/methods.md §3: OEQA µ ≥ 0.995
    and σ ≥ 0.995; MCQA p(gold) > 0.99, strictly, with no σ threshold; a ``min_mu`` that is
    set is always the inclusive ``µ ≥ min_mu``), ``size`` of them (1,000) drawn with the seed;
    a smaller pool is taken whole and reported. Targets are the original answers (no refusals),
@@ -13,35 +13,39 @@
 4. ``knowledge_after.jsonl``: per question ``mu``/``sigma`` (the rehearsed model's, so that the
    file is a knowledge file like any other), ``mu_before``/``sigma_before`` and the knowledge
    flow ``delta_mu = µ̃ − µ0``, ``delta_sigma = σ̃ − σ0`` (the paper's equation swaps Cor and
-   Cer; METHODS.md fixes it). ``rait build --knowledge-after`` reads it.
+   Cer; docs/methods.md fixes it). ``rait build --knowledge-after`` reads it.
 
 Δµ is matched by question id, never by row position (the released OEQA code takes Δµ from the
-wrong question, METHODS.md section 8).
+wrong question, docs/methods.md §8).
 """
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rait.config import build_config, config_to_dict
-from rait.data.records import task_of
-from rait.data.sources import load_source
+from rait.artifacts import (
+    KNOWLEDGE_AFTER_FILE,
+    KNOWLEDGE_FILE,
+    REHEARSAL_SET_FILE,
+    REHEARSE_SUMMARY_FILE,
+    read_knowledge,
+    trained_model,
+    training_row,
+)
+from rait.backends import backend_names
+from rait.cliargs import option
+from rait.config import config_to_dict
 from rait.errors import ConfigError, DataError, Location
-from rait.fileio import atomic_open, dumps, read_json, write_json
-from rait.methods.base import Candidate, Pick, derived_rng
-from rait.probe import KNOWLEDGE_FILE, ProbeConfig, run_probe
-from rait.rundir import MANIFEST
-from rait.train import ADAPTER_DIR, MODEL_DIR, TrainConfig, run_train
+from rait.fileio import atomic_open, dumps, write_json
+from rait.methods.base import DEFAULT_TAU_MU, Candidate, Pick, derived_rng, gold_answer
+from rait.probe import load_probe, run_probe
+from rait.train import TrainConfig, run_train
 
-REHEARSAL_SET = "rehearsal_set.jsonl"
-KNOWLEDGE_AFTER = "knowledge_after.jsonl"
-SUMMARY_FILE = "rehearse_summary.json"
 #: per task: (µ threshold, whether the default µ bound is strict, σ threshold or None); the
-#: released code's rehearsal rules (METHODS.md section 3): MCQA p(gold) > 0.99 (strict, no σ
+#: released code's rehearsal rules (docs/methods.md §3): MCQA p(gold) > 0.99 (strict, no σ
 #: threshold), OEQA µ ≥ 0.995 and σ ≥ 0.995
 DEFAULT_THRESHOLDS = {"mcqa": (0.99, True, None), "oeqa": (0.995, False, 0.995)}
 
@@ -56,14 +60,18 @@ class RehearseConfig:
     is set here). ``backend``/``batch_size``: override the re-probe's engine settings only.
     """
 
-    probe: str | None = None
-    min_mu: float | None = None
-    min_sigma: float | None = None
-    size: int = 1000
-    seed: int = 0
+    probe: str | None = option(None, help="the probe's output folder")
+    min_mu: float | None = option(
+        None, help="rehearsal threshold on µ (default: the task's, docs/methods.md §3)"
+    )
+    min_sigma: float | None = option(None, help="rehearsal threshold on σ (default: the task's)")
+    size: int = option(1000, help="rehearsal samples")
+    seed: int = option(0, help="seed of the rehearsal draw")
     train: TrainConfig = field(default_factory=TrainConfig)
-    backend: str | None = None
-    batch_size: int | None = None
+    backend: str | None = option(
+        None, help="the re-probe's engine (default: the probe's)", choices=backend_names
+    )
+    batch_size: int | None = option(None, help="the re-probe's batch size (default: the probe's)")
 
     def validate(self) -> None:
         if not self.probe:
@@ -72,23 +80,6 @@ class RehearseConfig:
             raise ConfigError(f"rehearse: size must be positive, got {self.size}")
         if self.min_mu is not None and not 0.0 <= self.min_mu <= 1.0:
             raise ConfigError(f"rehearse: min_mu must be in [0, 1], got {self.min_mu}")
-
-
-def probe_config_of(probe_dir: str | Path) -> ProbeConfig:
-    """The settings a finished probe ran with (from its ``stage.json``)."""
-    manifest_path = Path(probe_dir) / MANIFEST
-    try:
-        manifest = read_json(manifest_path)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{probe_dir} is not a probe folder (no {MANIFEST}): give the folder `rait probe "
-            "--out` wrote"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON ({exc.msg})", Location(str(manifest_path))) from None
-    if manifest.get("stage") != "probe" or manifest.get("status") != "complete":
-        raise ConfigError(f"{probe_dir} does not hold a complete probe (see {manifest_path})")
-    return build_config(ProbeConfig, manifest["config"], origin=str(manifest_path))
 
 
 def select_rehearsal(
@@ -158,40 +149,12 @@ def knowledge_after_rows(
 
 
 def _rehearsal_rows(chosen: list[Candidate], seed: int) -> list[dict[str, Any]]:
-    from rait.build import training_row
-    from rait.methods.base import gold_answer
-
     rows = [
         training_row(Pick(c, "van", gold_answer(c), "rehearsal: original answer"), "rehearsal")
         for c in chosen
     ]
     random.Random(seed).shuffle(rows)
     return rows
-
-
-def load_probe(probe_dir: str | Path):
-    """A finished probe: its config, data records, task, knowledge rows by id and the probed
-    questions as candidates (the knowledge must match the data)."""
-    from rait.build import read_knowledge
-
-    probe_cfg = probe_config_of(probe_dir)
-    records = load_source(probe_cfg.data)
-    task = task_of(records)
-    knowledge_path = Path(probe_dir) / KNOWLEDGE_FILE
-    knowledge = read_knowledge(str(knowledge_path), task)
-    by_id = {r.id: r for r in records}
-    for key, row in knowledge.items():
-        if key not in by_id:
-            raise DataError(
-                f"id {key!r} is not in the probe's own data: the data changed since the probe "
-                "ran; probe again",
-                Location(str(knowledge_path), row["_line"], field="id"),
-            )
-    candidates = [
-        Candidate(by_id[k], float(row["mu"]), float(row["sigma"]), knowledge=row)
-        for k, row in knowledge.items()
-    ]
-    return probe_cfg, records, task, knowledge, candidates
 
 
 def write_rehearsal_set(chosen: list[Candidate], seed: int, path: Path) -> None:
@@ -205,8 +168,6 @@ def write_rehearsal_set(chosen: list[Candidate], seed: int, path: Path) -> None:
 
 def run_rehearse(cfg: RehearseConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
     """Select, train, re-probe and write ``OUT/knowledge_after.jsonl`` (each step cached)."""
-    from rait.build import read_knowledge
-
     cfg.validate()
     out = Path(out_dir)
     probe_cfg, _, task, before, candidates = load_probe(cfg.probe)
@@ -214,16 +175,11 @@ def run_rehearse(cfg: RehearseConfig, out_dir: str | Path, log=print) -> dict[st
     for note in info["notes"]:
         log(f"[rehearse] note: {note}")
     log(f"[rehearse] rehearsal set: {info['kept']} of {info['pool']} passing {info['rule']}")
-    set_path = out / REHEARSAL_SET
+    set_path = out / REHEARSAL_SET_FILE
     write_rehearsal_set(chosen, cfg.seed, set_path)
     train_cfg = replace(cfg.train, data=str(set_path), model=probe_cfg.model)
     train_summary = run_train(train_cfg, out / "train", log=log)
-    trained = out / "train" / (ADAPTER_DIR if train_cfg.finetuning == "lora" else MODEL_DIR)
-    model = (
-        replace(probe_cfg.model, adapter=str(trained))
-        if train_cfg.finetuning == "lora"
-        else replace(probe_cfg.model, name=str(trained), gguf_file=None)
-    )
+    model = trained_model(probe_cfg.model, train_summary)
     reprobe = replace(probe_cfg, model=model, rtuning=False, rtuning_u=False)
     if cfg.backend is not None:
         reprobe.backend = cfg.backend
@@ -232,10 +188,10 @@ def run_rehearse(cfg: RehearseConfig, out_dir: str | Path, log=print) -> dict[st
     run_probe(reprobe, out / "probe")
     after = read_knowledge(str(out / "probe" / KNOWLEDGE_FILE), task)
     flow = knowledge_after_rows(before, after)
-    with atomic_open(out / KNOWLEDGE_AFTER) as handle:
+    with atomic_open(out / KNOWLEDGE_AFTER_FILE) as handle:
         for row in flow:
             handle.write(dumps(row) + "\n")
-    unknown = [r for r in flow if r["mu_before"] < 0.5]
+    unknown = [r for r in flow if r["mu_before"] < DEFAULT_TAU_MU]
     summary = {
         "rehearsal": info,
         "train": {k: v for k, v in train_summary.items() if k != "log_history"},
@@ -246,8 +202,19 @@ def run_rehearse(cfg: RehearseConfig, out_dir: str | Path, log=print) -> dict[st
         "unknown_delta_mu_negative": sum(r["delta_mu"] < 0 for r in unknown),
         "unknown_delta_mu_zero": sum(r["delta_mu"] == 0 for r in unknown),
         "unknown_delta_mu_positive": sum(r["delta_mu"] > 0 for r in unknown),
-        "knowledge_after": str(out / KNOWLEDGE_AFTER),
+        "knowledge_after": str(out / KNOWLEDGE_AFTER_FILE),
         "config": config_to_dict(cfg),
     }
-    write_json(out / SUMMARY_FILE, summary)
+    write_json(out / REHEARSE_SUMMARY_FILE, summary)
     return summary
+
+
+def format_summary(s: dict) -> str:
+    """A finished rehearsal's knowledge flow in two lines."""
+    return (
+        f"rehearsed on {s['rehearsal']['kept']} samples; knowledge flow over {s['n']} "
+        f"questions: mean Δµ {s['mean_delta_mu']:+.3f}, mean Δσ {s['mean_delta_sigma']:+.3f}; "
+        f"of {s['unknown']} with µ < {DEFAULT_TAU_MU:g}: {s['unknown_delta_mu_negative']} "
+        f"Δµ < 0, {s['unknown_delta_mu_zero']} Δµ = 0, {s['unknown_delta_mu_positive']} Δµ > 0\n"
+        f"knowledge after rehearsal in {s['knowledge_after']} (rait build --knowledge-after)"
+    )

@@ -35,8 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rait.artifacts import PREDICTIONS_FILE, RunLayout
+from rait.cliargs import option
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import atomic_open, read_jsonl_rows
+from rait.metrics import crss
+from rait.representations import load_representations
 from rait.results import table_columns
 
 KIND_COLOURS = {"van": "#2b8a3e", "idk": "#e8590c", "dropped": "#ced4da"}
@@ -50,12 +54,12 @@ class ReportConfig:
     CRSS's similarity threshold; ``tsne_points``: the most questions the t-SNE embeds (a
     seeded sample; CRSS always counts every question)."""
 
-    run_dir: str = "runs/demo"
-    out: str | None = None
-    n_examples: int = 6
+    run_dir: str = option("runs/demo", help="a run directory (rait run / rait demo)")
+    out: str | None = option(None, help="the report folder (default RUN_DIR/report)")
+    n_examples: int = option(6, help="changed answers shown per kind")
     seed: int = 0
-    tau_sim: float = 0.97
-    tsne_points: int = 2000
+    tau_sim: float = option(0.97, help="CRSS similarity threshold")
+    tsne_points: int = option(2000, help="the most questions the t-SNE embeds, a seeded sample")
 
     def validate(self) -> None:
         if self.n_examples < 0:
@@ -69,7 +73,7 @@ class ReportConfig:
 # --------------------------------------------------------------------------- reading the run
 def load_run(run_dir: Path) -> dict[str, Any]:
     """results.json and every row's metrics, validated; a clear error when it is not a run."""
-    results_path = run_dir / "results.json"
+    results_path = RunLayout(run_dir).results_json
     if not results_path.is_file():
         raise ConfigError(
             f"{run_dir} has no results.json: give the folder `rait run` or `rait demo` wrote"
@@ -90,8 +94,7 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             raise DataError("missing", Location(str(results_path), field=f"rows[{i}].source"))
         path = Path(source)
         if not path.is_file():  # a run directory that moved: its own eval folder
-            path = run_dir / "eval" / str(row.get("test_set")) / str(row.get("method"))
-            path = path / "metrics.json"
+            path = RunLayout(run_dir).metrics(str(row.get("test_set")), str(row.get("method")))
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
@@ -105,7 +108,7 @@ def load_run(run_dir: Path) -> dict[str, Any]:
 
 
 def _predictions(folder: Path) -> dict[str, dict]:
-    path = folder / "predictions.jsonl"
+    path = folder / PREDICTIONS_FILE
     if not path.is_file():
         return {}
     return {str(r["id"]): r for r in read_jsonl_rows(path, ("id", "verdict"))}
@@ -248,11 +251,11 @@ def plot_reliability(metrics: list[dict], path: Path) -> Path:
 
 def knowledge_map(run_dir: Path, methods: list[str]) -> dict[str, Any] | None:
     """The probed questions' µ and Δµ (or σ), and per method what it did with each."""
-    knowledge_path = run_dir / "probe" / "knowledge.jsonl"
+    knowledge_path = RunLayout(run_dir).knowledge
     if not knowledge_path.is_file():
         return None
     knowledge = {str(r["id"]): r for r in read_jsonl_rows(knowledge_path, ("id", "mu", "sigma"))}
-    after_path = run_dir / "rehearse" / "knowledge_after.jsonl"
+    after_path = RunLayout(run_dir).knowledge_after
     after = (
         {str(r["id"]): r["mu"] for r in read_jsonl_rows(after_path, ("id", "mu"))}
         if after_path.is_file()
@@ -265,7 +268,7 @@ def built_kinds(run_dir: Path, methods: list[str]) -> dict[str, dict[str, str]]:
     """Per method with a built set in ``RUN/build``: question id → van or idk."""
     kinds: dict[str, dict[str, str]] = {}
     for method in methods:
-        built = run_dir / "build" / f"{method}.jsonl"
+        built = RunLayout(run_dir).built(method)
         if built.is_file():
             rows = read_jsonl_rows(built, ("id", "kind"))
             for row in rows:
@@ -323,10 +326,7 @@ def representation_map(
     import numpy as np
     from sklearn.manifold import TSNE
 
-    from rait.metrics import crss
-    from rait.representations import load_representations
-
-    loaded = load_representations(run_dir / "representations")
+    loaded = load_representations(RunLayout(run_dir).representations)
     if loaded is None:
         return None
     ids, reps = loaded

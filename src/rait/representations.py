@@ -2,7 +2,7 @@
 
 A question's representation is the model's last hidden layer at the last prompt token: the
 state from which the answer (or the refusal) is generated. The prompt is the one the question
-is trained with (METHODS.md section 6: the REFUSE prompt, through the chat template on a chat
+is trained with (docs/methods.md §6: the REFUSE prompt, through the chat template on a chat
 model), 0-shot.
 
 ``rait crss`` splits a training set into vanilla and IdK samples, either as Cor-RAIT does from
@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rait.artifacts import REPRESENTATION_IDS_FILE, REPRESENTATIONS_FILE
+from rait.cliargs import option
 from rait.data.records import QARecord
 from rait.data.sources import DataSource, load_source
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import read_jsonl_rows
+from rait.methods.base import DEFAULT_TAU_MU
 from rait.metrics import crss
 from rait.models import LoadedModel, ModelConfig, load_model
 from rait.prompts import build_messages
@@ -74,10 +77,12 @@ class CrssConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataSource = field(default_factory=DataSource)
-    knowledge: str | None = None
-    built: str | None = None
-    tau_mu: float = 0.5
-    tau_sim: float = 0.97
+    knowledge: str | None = option(
+        None, help="a probe's knowledge.jsonl (Cor-RAIT split at tau_mu)"
+    )
+    built: str | None = option(None, help="a built RAIT set (its kind column: van/idk)")
+    tau_mu: float = option(DEFAULT_TAU_MU, help="correctness threshold of the knowledge split")
+    tau_sim: float = option(0.97, help="cosine similarity above which two questions conflict")
     batch_size: int = 8
 
     def validate(self) -> None:
@@ -145,8 +150,6 @@ def run_crss(cfg: CrssConfig) -> dict:
 
 
 # --------------------------------------------------------------------------- the run's stage
-REPRESENTATIONS_FILE = "representations.npy"
-IDS_FILE = "ids.json"
 
 
 @dataclass
@@ -187,7 +190,7 @@ def run_representations(cfg: RepresentationsConfig, out_dir: str | Path, log=pri
             reps = question_representations(lm, records, batch_size=cfg.batch_size)
             with atomic_open(stage.path / REPRESENTATIONS_FILE, "wb") as handle:
                 np.save(handle, reps.astype(np.float32))
-            write_json(stage.path / IDS_FILE, [r.id for r in records])
+            write_json(stage.path / REPRESENTATION_IDS_FILE, [r.id for r in records])
         stage.complete({"n": len(records), "hidden": int(reps.shape[1])})
     return {"n": len(records), "path": str(stage.path)}
 
@@ -200,7 +203,7 @@ def load_representations(folder: str | Path) -> tuple[list[str], Any] | None:
     import numpy as np
 
     folder = Path(folder)
-    reps_path, ids_path = folder / REPRESENTATIONS_FILE, folder / IDS_FILE
+    reps_path, ids_path = folder / REPRESENTATIONS_FILE, folder / REPRESENTATION_IDS_FILE
     if not reps_path.is_file() or not ids_path.is_file():
         return None
     try:
@@ -216,7 +219,15 @@ def load_representations(folder: str | Path) -> tuple[list[str], Any] | None:
     if reps.ndim != 2 or reps.shape[0] != len(ids):
         raise DataError(
             f"has shape {tuple(reps.shape)}; expected [{len(ids)}, hidden] (one row per id in "
-            f"{IDS_FILE})",
+            f"{REPRESENTATION_IDS_FILE})",
             Location(str(reps_path)),
         )
     return ids, reps
+
+
+def format_crss(result: dict) -> str:
+    """A CRSS result in one line."""
+    return (
+        f"CRSS {result['crss']:.1%} at τ_sim {result['tau_sim']} "
+        f"({result['n_idk']} IdK vs {result['n_van']} vanilla samples; {result['split']})"
+    )

@@ -11,26 +11,10 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from rait.artifacts import METRICS_FILE
 from rait.errors import DataError, Location
-from rait.evaluate import METRICS_FILE
+from rait.methods import row_order
 
-# the papers' row order: baselines, then each family of methods with its ablations
-METHOD_ORDER = (
-    "init-basic",
-    "init-refuse",
-    "van-tuning",
-    "cor-rait",
-    "rtuning-padding",
-    "rtuning-replace",
-    "rtuning-u",
-    "corcer-rait",
-    "craft-no-cer",
-    "craft-no-flow",
-    "craft",
-    "grait-no-o1",
-    "grait-no-o2",
-    "grait",
-)
 _REQUIRED = ("method", "test_set", "role", "pc", "pw", "ths")
 
 
@@ -113,7 +97,9 @@ def _check_rates(data: dict, where: str) -> None:
 
 
 def _method_rank(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+    """The papers' row order (:func:`rait.methods.row_order`); unknown names last, by name."""
+    order = row_order()
+    return (order.index(method) if method in order else len(order), method)
 
 
 def _pct(value: float | None) -> str:

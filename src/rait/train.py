@@ -1,5 +1,5 @@
 """Stage 3, ``rait train``: supervised fine-tuning on a built set with TRL and PEFT
-(METHODS.md section 6).
+(docs/methods.md §6).
 
 * **LoRA** (default; r 64, α 16, dropout 0.1 on every linear layer) or **full** fine-tuning;
   AdamW, lr 2e-4, 3 epochs, cosine schedule with 3% warm-up, effective batch 16 (per-device
@@ -7,7 +7,7 @@
 * **Loss on the completion only**: the prompt is rendered exactly as ``rait eval`` renders it
   (the chat template with the generation prompt, or plain text), tokenized on its own, and the
   completion's tokens follow it, so training and inference see the same context tokens.
-* **Per-sample loss weights at any batch size** (GRAIT eq. 11, METHODS.md section 5). With
+* **Per-sample loss weights at any batch size** (GRAIT eq. 11, docs/methods.md §5). With
   ``L_i = (1/|T_i|) Σ_{t∈T_i} ℓ_it`` the token-mean loss of sample i over its completion
   tokens T_i, the loss of an optimisation step over the B samples of all its micro-batches
   (and processes) is ``L = (1/B) Σ_i w_i L_i`` (``loss_reduction: sample``, the default).
@@ -35,6 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rait.artifacts import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    LOSS_FILE,
+    MODEL_DIR,
+    TRAIN_SUMMARY_FILE,
+)
+from rait.cliargs import option
 from rait.config import config_to_dict
 from rait.distributed import Processes
 from rait.errors import ConfigError, DataError, Location, RaitError
@@ -42,11 +50,6 @@ from rait.fileio import read_json, read_jsonl_rows, write_json
 from rait.models import ModelConfig, render_prompt, resolve_device
 from rait.rundir import Stage
 
-ADAPTER_DIR = "adapter"
-MODEL_DIR = "model"
-CHECKPOINTS_DIR = "checkpoints"
-LOSS_FILE = "rait_loss.json"  # in each checkpoint: the loss summed over its steps
-SUMMARY_FILE = "train_summary.json"
 #: what ``pip install rait[logging]`` brings for each logger of ``report_to``
 LOGGER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
 FINETUNING = ("lora", "full")
@@ -55,7 +58,7 @@ LOSS_REDUCTIONS = ("sample", "token")
 
 @dataclass
 class TrainConfig:
-    """Settings of ``rait train`` (defaults: METHODS.md section 6).
+    """Settings of ``rait train`` (defaults: docs/methods.md §6).
 
     ``data``: a built set (``rait build``) or any JSONL with ``prompt`` and ``completion``
     (TRL's conversational or plain-text form) and an optional ``weight``.
@@ -63,34 +66,36 @@ class TrainConfig:
     ``effective_batch_size`` (which must be a multiple of batch_size × processes).
     ``use_weights``: apply the rows' ``weight`` (off: every weight is 1).
     ``report_to``: ``none``, ``tensorboard``, ``wandb``, ... (the trainer's loggers).
-    ``optim``: the trainer's optimizer name (AdamW by default, METHODS.md section 6).
+    ``optim``: the trainer's optimizer name (AdamW by default, docs/methods.md §6).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    data: str | None = None
-    finetuning: str = "lora"
-    lora_r: int = 64
+    data: str | None = option(None, help="a built set (rait build) or prompt/completion JSONL")
+    finetuning: str = option("lora", help="LoRA or full fine-tuning", choices=FINETUNING)
+    lora_r: int = option(64, help="LoRA rank r")
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     lora_target_modules: str = "all-linear"
-    learning_rate: float = 2e-4
-    epochs: float = 3.0
+    learning_rate: float = option(2e-4, help="peak learning rate")
+    epochs: float = option(3.0, help="training epochs")
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.03
-    effective_batch_size: int = 16
-    batch_size: int = 8
+    effective_batch_size: int = option(
+        16, help="samples per optimizer step (micro-batch × accumulation × processes)"
+    )
+    batch_size: int = option(8, help="per-device micro-batch")
     max_length: int = 2048
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     optim: str = "adamw_torch"
     loss_reduction: str = "sample"
-    use_weights: bool = True
+    use_weights: bool = option(True, help="ignore the weight column")
     gradient_checkpointing: bool = False
     save_steps: int = 50
     save_total_limit: int = 2
     logging_steps: int = 5
-    report_to: str = "none"
-    seed: int = 0
+    report_to: str = option("none", help="trainer loggers: none, tensorboard, wandb, ...")
+    seed: int = option(0, help="training seed")
 
     def validate(self) -> None:
         checks = [
@@ -639,7 +644,7 @@ def run_train(cfg: TrainConfig, out_dir: str | Path, log=print) -> dict[str, Any
     stage = train_stage(cfg, out_dir)
     if stage.is_complete():
         log(f"[train] up to date, skipped ({stage.path})")
-        return read_json(stage.path / SUMMARY_FILE)
+        return read_json(stage.path / TRAIN_SUMMARY_FILE)
     # under torchrun/accelerate every rank trains; rank 0 alone prepares and completes the
     # stage folder (a fresh start wipes it, so after the barrier every rank sees the same
     # checkpoints)
@@ -708,7 +713,17 @@ def _train(cfg: TrainConfig, rows: list[dict], stage: Stage, procs: Processes, l
             "output": str(target),
             "log_history": trainer.state.log_history,
         }
-        write_json(stage.path / SUMMARY_FILE, summary)
-        stage.complete({"output": target.name, "summary": SUMMARY_FILE})
+        write_json(stage.path / TRAIN_SUMMARY_FILE, summary)
+        stage.complete({"output": target.name, "summary": TRAIN_SUMMARY_FILE})
     procs.barrier()
-    return read_json(stage.path / SUMMARY_FILE)
+    return read_json(stage.path / TRAIN_SUMMARY_FILE)
+
+
+def format_summary(s: dict) -> str:
+    """A finished training's summary in two lines."""
+    return (
+        f"trained on {s['n_samples']} samples ({s['steps']} steps, {s['seconds']:.0f}s, "
+        f"{s['samples_per_second']:.2f} samples/s): mean loss {s['train_loss']:.3f}, first "
+        f"logged {s['first_loss']:.3f}, last logged {s['last_loss']:.3f}\n"
+        f"model in {s['output']} (rait eval --adapter / --model)"
+    )

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from oracles import generate
 from rait.backends.hf import HFEngine, common_prefix_length
 from rait.errors import ModelError
-from rait.generation import generate
 from rait.matching import first_line
 from rait.models import build_tiny_model
 

@@ -18,12 +18,12 @@ from rait.data.files import (
     detect_format,
     iter_raw_rows,
     read_records,
-    record_line,
     scan_file,
     write_records,
 )
 from rait.data.records import QARecord
 from rait.errors import DataError, Location
+from rait.fileio import dumps
 
 OE_ROWS = [
     {"id": "q1", "question": "Capital of France?", "answers": ["Paris", "paris"]},
@@ -522,12 +522,12 @@ def test_raise_first_without_problems_is_silent():
 
 
 # --------------------------------------------------------------------------- writing
-def test_write_records_and_record_line(tmp_path):
+def test_write_records_and_dumps_record(tmp_path):
     records = read_records(_jsonl(tmp_path / "in.jsonl", OE_ROWS))
     out = tmp_path / "sub" / "out.jsonl"
     assert write_records(out, records) == 2
     lines = out.read_text(encoding="utf-8").splitlines()
-    assert lines == [record_line(r) for r in records]
+    assert lines == [dumps_record(r) for r in records]
     assert json.loads(lines[1]) == {
         "id": "q2",
         "question": "Capital of Italy?",
@@ -536,7 +536,7 @@ def test_write_records_and_record_line(tmp_path):
     }
     assert read_records(out) == records
     unicode_record = QARecord(id="é", question="Où est Zürich?", answers=("Suisse",))
-    assert "Zürich" in record_line(unicode_record)
+    assert "Zürich" in dumps_record(unicode_record)
 
 
 _safe_text = (
@@ -597,3 +597,8 @@ def test_duplicate_options_load_with_one_warning_and_are_listed_by_inspect(tmp_p
     assert "1 MCQA record(s) have duplicate options" in caplog.text and "C repeats A" in caplog.text
     report = format_inspection(scan_source(DataSource(path=str(path))))
     assert "record 'b': C repeats A 'x'" in report and "no problems found" in report
+
+
+def dumps_record(record) -> str:
+    """One canonical JSONL line, as write_records writes it."""
+    return dumps(record.to_dict())

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from rait.data.records import (
     LETTERS,
     QARecord,
-    check_dataset,
     dataset_problems,
     duplicate_options,
     parse_gold,
@@ -383,3 +382,10 @@ def test_control_characters_of_real_benchmarks_are_text():
     assert problems == [] and record.question == question
     for bad in ("\x00", "\ud800"):
         assert _problems({"id": "a", "question": f"q{bad}", "answers": ["x"]})
+
+
+def check_dataset(records, source, where_of) -> None:
+    """The first dataset-level problem raised, as the loaders do."""
+    problems = dataset_problems(records, source, where_of)
+    if problems:
+        raise problems[0]

@@ -1,69 +1,104 @@
-"""Inference backends: Hugging Face (always available) and vLLM (optional, lazily imported).
-
-Both offer the two operations the probe and the evaluation need:
-
-* ``candidate_logprobs(prompts, keys, candidates)``: for each prompt, the log-probability
-  (log-softmax over the whole vocabulary) of each candidate next token;
-* ``sample(prompts, keys, n, temperature, max_new_tokens, seeds, stop_at_first_line)``: ``n``
-  completions per prompt (greedy when ``temperature == 0``).
+"""Inference backends, registered by name: Hugging Face (always available) and vLLM (optional,
+imported only when used). Each implements :class:`rait.engine.Engine`; a third backend is one
+module with an engine class and one :func:`register_backend` call.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from rait.backends.hf import HFEngine
+from rait.backends.vllm import VLLMEngine
+from rait.engine import Engine, VllmConfig
 from rait.errors import ConfigError
+from rait.models import load_model
 
-BACKENDS = ("auto", "hf", "vllm")
+
+@dataclass(frozen=True)
+class Backend:
+    """A registered backend: ``load(model_cfg, batch_size, vllm_cfg) -> Engine``; ``missing()``:
+    why it cannot run here (None when it can); ``preferred()``: whether ``auto`` picks it."""
+
+    name: str
+    load: Callable[[Any, int, VllmConfig], Engine]
+    missing: Callable[[], str | None] = lambda: None
+    preferred: Callable[[], bool] = lambda: False
+
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    if backend.name in BACKENDS or backend.name == "auto":
+        raise ConfigError(f"backend {backend.name!r} is already registered")
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+def backend_names() -> list[str]:
+    """``auto`` and every registered backend (the CLI's choices)."""
+    return ["auto", *BACKENDS]
+
+
+def _load_hf(model_cfg: Any, batch_size: int, vllm_cfg: VllmConfig) -> Engine:
+    return HFEngine(load_model(model_cfg), batch_size=batch_size)
+
+
+def _load_vllm(model_cfg: Any, batch_size: int, vllm_cfg: VllmConfig) -> Engine:
+    return VLLMEngine(
+        model_cfg,
+        tensor_parallel_size=vllm_cfg.tensor_parallel_size,
+        gpu_memory_utilization=vllm_cfg.gpu_memory_utilization,
+    )
+
+
+def _vllm_missing() -> str | None:
+    if importlib.util.find_spec("vllm") is None:
+        return (
+            "backend 'vllm' is not installed; `pip install vllm` on a machine with a CUDA GPU, "
+            "or use backend 'hf'"
+        )
+    return None
 
 
 def vllm_available() -> bool:
     """vLLM is installed and a CUDA GPU is visible."""
-    if importlib.util.find_spec("vllm") is None:
+    if _vllm_missing() is not None:
         return False
     import torch
 
     return torch.cuda.is_available()
 
 
+register_backend(Backend("hf", _load_hf))
+register_backend(Backend("vllm", _load_vllm, _vllm_missing, vllm_available))
+
+
 def resolve_backend(name: str) -> str:
-    """``auto`` -> ``vllm`` when installed with a GPU, else ``hf``."""
-    if name not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    """``auto`` -> the first preferred backend (vLLM when installed with a GPU), else ``hf``;
+    a named backend that cannot run here is one clear error."""
+    if name != "auto" and name not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(backend_names())}, got {name!r}")
     if name == "auto":
-        return "vllm" if vllm_available() else "hf"
-    if name == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise ConfigError(
-            "backend 'vllm' is not installed; `pip install vllm` on a machine with a CUDA GPU, "
-            "or use backend 'hf'"
-        )
+        return next((b.name for b in BACKENDS.values() if b.preferred()), "hf")
+    problem = BACKENDS[name].missing()
+    if problem is not None:
+        raise ConfigError(problem)
     return name
 
 
-def load_engine(model_cfg: Any, backend: str, batch_size: int, vllm_options: dict | None = None):
-    """Load the model for ``backend`` (already resolved) and wrap it in an engine."""
-    if backend == "vllm":
-        from rait.backends.vllm import VLLMEngine
-
-        return VLLMEngine(model_cfg, **(vllm_options or {}))
-    from rait.backends.hf import HFEngine
-    from rait.models import load_model
-
-    return HFEngine(load_model(model_cfg), batch_size=batch_size)
+def load_engine(
+    model_cfg: Any, backend: str, batch_size: int, vllm_cfg: VllmConfig | None = None
+) -> Engine:
+    """The engine of ``backend`` (already resolved) for ``model_cfg``."""
+    return BACKENDS[backend].load(model_cfg, batch_size, vllm_cfg or VllmConfig())
 
 
-def load_stage_engine(cfg: Any, backend: str, batch_size: int) -> tuple[Any, bool]:
-    """The engine of a probe or an evaluation config (its model and vLLM settings) and whether
-    its prompts go through the chat template."""
-    engine = load_engine(
-        cfg.model,
-        backend,
-        batch_size,
-        {
-            "tensor_parallel_size": cfg.vllm_tensor_parallel_size,
-            "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
-        },
-    )
-    chat = getattr(engine, "chat", None)
-    return engine, engine.lm.use_chat_template if chat is None else chat
+def load_stage_engine(cfg: Any, backend: str, batch_size: int) -> tuple[Engine, bool]:
+    """The engine of a probe or an evaluation config (its model and ``vllm`` section) for
+    ``backend`` (already resolved), and whether its prompts go through the chat template."""
+    engine = load_engine(cfg.model, backend, batch_size, cfg.vllm)
+    return engine, engine.chat

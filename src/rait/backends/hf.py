@@ -31,26 +31,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from rait.engine import Completion
 from rait.errors import ModelError
 from rait.generation import check_context, context_limit
 from rait.models import LoadedModel
 
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate cache
-
-
-@dataclass
-class Completion:
-    """One generated continuation: its text (first line kept whole, nothing after it) and
-    the log-probability of each generated token under the model (temperature 1)."""
-
-    text: str
-    token_ids: list[int] = field(default_factory=list)
-    token_logprobs: list[float] = field(default_factory=list)
-    finished_by: str = "length"  # "eos", "newline" or "length"
-    first_token_logprobs: list[float] | None = None  # of the ``score_first`` candidates
 
 
 def common_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
@@ -67,6 +55,11 @@ class HFEngine:
     """Scoring and sampling with a Hugging Face causal LM (see the module docstring)."""
 
     name = "hf"
+
+    @property
+    def chat(self) -> bool:
+        """Whether prompts go through the tokenizer's chat template."""
+        return self.lm.use_chat_template
 
     def __init__(self, lm: LoadedModel, batch_size: int = 8):
         import torch

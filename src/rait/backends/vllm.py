@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rait.backends.hf import Completion
+from rait.engine import Completion
 from rait.errors import ModelError
 from rait.generation import check_context
 from rait.models import ModelConfig, resolve_model_source, use_chat_template

@@ -23,7 +23,7 @@ from typing import Any
 
 from rait.data.records import CORE_FIELDS, QARecord, dataset_problems, parse_record
 from rait.errors import DataError, Location
-from rait.fileio import dumps, write_jsonl
+from rait.fileio import write_jsonl
 
 FILE_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
 _EXTENSIONS = {
@@ -383,8 +383,3 @@ def read_records(
 def write_records(path: str | Path, records: list[QARecord]) -> int:
     """Write canonical JSONL atomically."""
     return write_jsonl(path, (r.to_dict() for r in records))
-
-
-def record_line(record: QARecord) -> str:
-    """One canonical JSONL line (without newline)."""
-    return dumps(record.to_dict())

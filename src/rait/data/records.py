@@ -1,4 +1,4 @@
-"""The canonical QA record (METHODS.md section 1) and its validation.
+"""The canonical QA record (docs/methods.md §1) and its validation.
 
 A QA item has a unique ``id``, a ``question`` and either
 
@@ -353,13 +353,6 @@ def parse_record(
         meta=meta,
     )
     return record, []
-
-
-def check_dataset(records: Sequence[QARecord], source: str, where_of: Sequence[Location]) -> None:
-    """Dataset-level checks: not empty, ids unique, one task type. Raises a DataError."""
-    problems = dataset_problems(records, source, where_of)
-    if problems:
-        raise problems[0]
 
 
 def dataset_problems(

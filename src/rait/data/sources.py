@@ -29,10 +29,11 @@ import io
 import logging
 import random
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rait.cliargs import option
 from rait.data.files import (
     FILE_FORMATS,
     ScanResult,
@@ -59,13 +60,22 @@ class DataSource:
     (file order is kept). ``field_map`` renames foreign columns (see :mod:`rait.data.files`).
     """
 
-    format: str = "auto"
-    path: str | None = None
-    split: str | None = None
-    subset: str | None = None
-    field_map: dict[str, str] = field(default_factory=dict)
-    sample: int | None = None
-    seed: int = 0
+    format: str = option(
+        "auto",
+        help="file format, or a benchmark parser (auto: by file extension)",
+        choices=ALL_FORMATS,
+    )
+    path: str | None = option(None, help="a dataset file or folder")
+    split: str | None = option(None, help="split label (world_facts / hub split for benchmarks)")
+    subset: str | None = option(None, help="hub config, e.g. an MMLU subject or 'rc.nocontext'")
+    field_map: dict[str, str] = option(
+        default_factory=dict,
+        help="read a canonical field from a foreign column, e.g. question=prompt (repeatable); "
+        "choices=A,B,C,D gathers columns; dots follow nested objects",
+        metavar="CANONICAL=COLUMN",
+    )
+    sample: int | None = option(None, help="draw this many records (seeded)")
+    seed: int = option(0, help="seed of the sample")
 
     def describe(self) -> str:
         where = self.path or "hub"

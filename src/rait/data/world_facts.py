@@ -13,7 +13,7 @@ small model knows some of them and not others.
 
 The build is deterministic for a seed and package versions (recorded in ``manifest.json``).
 Answers avoid bare numbers and one-letter codes, so that the papers' ``contains`` match
-(METHODS.md section 2) cannot be fooled by a stray character.
+(docs/methods.md §2) cannot be fooled by a stray character.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
+from rait.cliargs import option
 from rait.data.records import QARecord
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import staged_folder, write_json, write_jsonl
@@ -99,9 +100,11 @@ class WorldFactsConfig:
     from the same relation).
     """
 
-    task: str = "oeqa"
-    seed: int = 0
-    n_cities: int = 2000
+    task: str = option(
+        "oeqa", help="open answers (oeqa) or multiple choice (mcqa)", choices=("oeqa", "mcqa")
+    )
+    seed: int = option(0, help="seed of every draw")
+    n_cities: int = option(2000, help="cities drawn for country_of_city")
     dev_per_relation: int = 5
     id_test_fraction: float = 0.2
     n_choices: int = 4
@@ -526,3 +529,13 @@ def world_facts_split_path(folder: str | Path, split: str | None) -> Path:
             Location(str(path)),
         )
     return path
+
+
+def format_manifest(cfg: WorldFactsConfig, manifest: dict, out: str | Path) -> str:
+    """What ``rait data world-facts`` wrote, in two lines."""
+    totals = ", ".join(f"{k} {v}" for k, v in manifest["totals"].items())
+    return (
+        f"world facts ({cfg.task}, seed {cfg.seed}) in {manifest['seconds']:.2f}s: {totals}\n"
+        f"written to {out}/ (train.jsonl, dev.jsonl, id_test.jsonl, ood_test.jsonl, "
+        "manifest.json)"
+    )

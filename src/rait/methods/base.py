@@ -3,7 +3,7 @@ knowledge), seeded selection, and the report of what each rule kept and dropped.
 
 A method turns candidates into :class:`Pick` s: a question, its kind (``van``: keeps an answer;
 ``idk``: the refusal-aware side), the training target and a loss weight. Pools smaller than
-asked are taken whole and reported (METHODS.md section 3: never silently up-sampled).
+asked are taken whole and reported (docs/methods.md §3: never silently up-sampled).
 """
 
 from __future__ import annotations
@@ -18,6 +18,24 @@ from rait.data.records import QARecord
 from rait.errors import ConfigError
 
 Kind = Literal["van", "idk"]
+
+#: the pre-stages a method can need, each a run-directory stage whose output ``rait build``
+#: reads through one of its fields: CRaFT's rehearsal (``knowledge_after``, docs/methods.md
+#: §3) and GRAIT's gradient influence (``influence``, §5). The pipeline runs each one once per
+#: run, for every method that lists it (:data:`rait.pipeline.PRESTAGES` says how).
+PRESTAGE_BUILD_FIELD = {"rehearse": "knowledge_after", "influence": "influence"}
+
+#: the correctness threshold τµ between known (µ ≥ τµ) and unknown questions: CRaFT's τµ and
+#: GRAIT's T_c, 0.5 in both papers (docs/methods.md §3, §5)
+DEFAULT_TAU_MU = 0.5
+
+#: GRAIT's τ of the stable-influence weights ω = exp(I_sta/τ) / mean exp(I_sta/τ)
+#: (docs/methods.md §5)
+DEFAULT_TEMPERATURE = 0.05
+
+#: how ``rait eval`` scores a trained model's confidence (AP, ECE): the answer's probability,
+#: or R-Tuning padding's mix with the sure-probability (docs/methods.md §4)
+EVAL_CONFIDENCES = ("answer", "padding")
 
 
 @dataclass(frozen=True)
@@ -40,7 +58,7 @@ class Candidate:
 
     @property
     def delta_mu(self) -> float:
-        """Knowledge flow of correctness, Δµ = µ̃ − µ0 (CRaFT section 3.3, METHODS.md §3)."""
+        """Knowledge flow of correctness, Δµ = µ̃ − µ0 (CRaFT section 3.3, docs/methods.md §3)."""
         if self.mu_after is None:
             raise ValueError(f"{self.id}: no rehearsed µ")
         return self.mu_after - self.mu
@@ -198,7 +216,7 @@ def take_sides(
 def split_by_mu(
     candidates: Sequence[Candidate], tau_mu: float
 ) -> tuple[list[Candidate], list[Candidate]]:
-    """Cor-RAIT's split (METHODS.md section 3): known ``µ ≥ τµ`` and unknown ``µ < τµ``."""
+    """Cor-RAIT's split (docs/methods.md §3): known ``µ ≥ τµ`` and unknown ``µ < τµ``."""
     known = [c for c in candidates if c.mu >= tau_mu]
     unknown = [c for c in candidates if c.mu < tau_mu]
     return known, unknown
@@ -210,20 +228,24 @@ class BuildContext:
 
     sizes: Sizes
     targets: Targets
-    tau_mu: float = 0.5
+    tau_mu: float = DEFAULT_TAU_MU
     seed: int = 0
-    temperature: float = 0.05
+    temperature: float = DEFAULT_TEMPERATURE
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A data-construction method: its selection function and what it needs.
+    """A data-construction method: its selection function and what it needs. Registering one
+    in :data:`rait.methods.METHODS` is all that ``rait build``, ``rait run``, the results
+    table, the demo and the CLI need (see docs/adding-a-method.md).
 
     ``refuse_prompt``: train with the REFUSE prompt (every RAIT variant) or the basic prompt
-    (Van-Tuning), METHODS.md section 6. ``requires``: knowledge fields beyond µ and σ.
-    ``rehearsal``: needs the rehearsed model's knowledge (``--knowledge-after``).
-    ``influence``: needs GRAIT's influence scores (``--influence``).
-    ``eval_confidence``: how ``rait eval`` should score confidence for the trained model.
+    (Van-Tuning), docs/methods.md §6. ``requires``: knowledge fields beyond µ and σ (the
+    pipeline turns on the probe settings that write them, :data:`rait.artifacts.
+    KNOWLEDGE_FIELD_PROBE_SETTING`). ``prestages``: the pre-stages whose output the selection
+    reads (:data:`PRESTAGE_BUILD_FIELD`). ``eval_confidence``: how ``rait eval`` scores the
+    trained model's confidence. ``alias_of``: another registered name for the same rule (the
+    demo and the default method lists leave aliases out).
     """
 
     name: str
@@ -231,9 +253,32 @@ class MethodSpec:
     summary: str
     refuse_prompt: bool = True
     requires: tuple[str, ...] = ()
-    rehearsal: bool = False
-    influence: bool = False
+    prestages: tuple[str, ...] = ()
     eval_confidence: str = "answer"
+    alias_of: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.prestages if p not in PRESTAGE_BUILD_FIELD]
+        if unknown:
+            raise ConfigError(
+                f"method {self.name!r}: unknown pre-stage(s) {', '.join(unknown)}; known: "
+                f"{', '.join(PRESTAGE_BUILD_FIELD)}"
+            )
+        if self.eval_confidence not in EVAL_CONFIDENCES:
+            raise ConfigError(
+                f"method {self.name!r}: eval_confidence must be one of "
+                f"{', '.join(EVAL_CONFIDENCES)}, got {self.eval_confidence!r}"
+            )
+
+    @property
+    def rehearsal(self) -> bool:
+        """Needs the rehearsed model's knowledge (``rait build --knowledge-after``)."""
+        return "rehearse" in self.prestages
+
+    @property
+    def influence(self) -> bool:
+        """Needs GRAIT's influence scores (``rait build --influence``)."""
+        return "influence" in self.prestages
 
 
 def pick_all(

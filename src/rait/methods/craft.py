@@ -1,4 +1,4 @@
-"""CRaFT (Zhu et al., 2024), Algorithm 1 with METHODS.md section 3's corrections, and its
+"""CRaFT (Zhu et al., 2024), Algorithm 1 with docs/methods.md §3's corrections, and its
 ablations from the same probe.
 
 Stage 1 (coarse, by correctness and knowledge flow Δµ = µ̃ − µ0 after rehearsal):
@@ -89,7 +89,7 @@ CRAFT = MethodSpec(
     name="craft",
     select=select_craft,
     summary="µ ≥ τµ top-σ keep answers; µ < τµ with Δµ < 0, bottom-σ, refuse",
-    rehearsal=True,
+    prestages=("rehearse",),
 )
 CORCER_RAIT = MethodSpec(
     name="corcer-rait",
@@ -100,10 +100,11 @@ CRAFT_NO_FLOW = MethodSpec(
     name="craft-no-flow",
     select=select_no_flow,
     summary="CRaFT w/o Flow (= corcer-rait)",
+    alias_of="corcer-rait",
 )
 CRAFT_NO_CER = MethodSpec(
     name="craft-no-cer",
     select=select_no_cer,
     summary="CRaFT w/o Cer: Δµ < 0 filter, random N_van / N_idk",
-    rehearsal=True,
+    prestages=("rehearse",),
 )

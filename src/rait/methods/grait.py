@@ -1,4 +1,4 @@
-"""GRAIT (Zhu et al., 2025), Algorithm 1 lines 9-19 with METHODS.md section 5's corrections,
+"""GRAIT (Zhu et al., 2025), Algorithm 1 lines 9-19 with docs/methods.md §5's corrections,
 and its two ablations. The influence scores come from ``rait influence``.
 
 * Split at T_c (= τµ, 0.5): ``D_ik = {µ ≥ T_c}`` keeps its answer, ``D_idk = {µ < T_c}``
@@ -33,8 +33,6 @@ from rait.methods.base import (
     split_by_mu,
     take,
 )
-
-DEFAULT_TEMPERATURE = 0.05
 
 
 def stable_influence_weights(i_sta: Sequence[float], temperature: float) -> list[float]:
@@ -130,17 +128,17 @@ GRAIT = MethodSpec(
     name="grait",
     select=select_grait,
     summary="µ ≥ T_c top-µ keep answers; µ < T_c top-I_ref refuse, weighted by exp(I_sta/τ)",
-    influence=True,
+    prestages=("influence",),
 )
 GRAIT_NO_O1 = MethodSpec(
     name="grait-no-o1",
     select=select_no_o1,
     summary="GRAIT w/o O1: random N_ik / N_idk, IdK weighted by exp(I_sta/τ)",
-    influence=True,
+    prestages=("influence",),
 )
 GRAIT_NO_O2 = MethodSpec(
     name="grait-no-o2",
     select=select_no_o2,
     summary="GRAIT w/o O2: top-µ answers, top-I_ref refusals, all weights 1",
-    influence=True,
+    prestages=("influence",),
 )

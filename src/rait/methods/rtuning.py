@@ -1,4 +1,4 @@
-"""R-Tuning (Zhang et al., NAACL 2024), METHODS.md section 4: three ways to build the set.
+"""R-Tuning (Zhang et al., NAACL 2024), docs/methods.md §4: three ways to build the set.
 
 The split into a *certain* set D1 and an *uncertain* set D0 comes from R-Tuning's query (one
 greedy answer; certain if correct, probe field ``greedy_correct``) or, for R-Tuning-U, from the
@@ -18,8 +18,10 @@ sure"``; ``rait eval --confidence padding`` asks the same question after the mod
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
+from rait.errors import DataError
 from rait.methods.base import (
     BuildContext,
     Candidate,
@@ -31,8 +33,17 @@ from rait.methods.base import (
     pick_all,
     take_sides,
 )
-from rait.probe import rtuning_u_certain
 from rait.prompts import RTUNING_SURE, RTUNING_SURE_QUESTION, RTUNING_UNSURE
+
+
+def rtuning_u_certain(rows: Sequence[dict], fraction: float = 0.5) -> set[str]:
+    """The ids of the ``fraction`` of questions with the lowest R-Tuning-U entropy, rounded
+    down (ties broken by id, so the split is deterministic)."""
+    scored = [r for r in rows if r.get("rtuning_u_entropy") is not None]
+    if len(scored) != len(rows):
+        raise DataError("R-Tuning-U needs a probe run with rtuning_u: true")
+    ranked = sorted(scored, key=lambda r: (r["rtuning_u_entropy"], str(r["id"])))
+    return {str(r["id"]) for r in ranked[: math.floor(len(ranked) * fraction)]}
 
 
 def padded_answer(answer: str, sure: bool) -> str:

@@ -1,5 +1,5 @@
 """Van-Tuning (CRaFT/GRAIT baseline): plain instruction tuning on a random sample of D_src with
-the original answers and the basic prompt; no refusals (METHODS.md section 3)."""
+the original answers and the basic prompt; no refusals (docs/methods.md §3)."""
 
 from __future__ import annotations
 
