@@ -78,10 +78,15 @@ def test_find_cycle_finds_a_planted_cycle():
     assert find_cycle({"a": {"a"}}) == ["a", "a"]
 
 
-def test_import_graph_sees_late_imports(tmp_path):
+def test_import_graph_sees_late_and_relative_imports(tmp_path, monkeypatch):
     graph = import_graph()
-    assert "rait.artifacts" in graph["rait.build"]
-    assert "rait.pipeline" in graph["rait.cli"] or "rait.commands" in graph["rait.cli"]
+    assert "rait.artifacts" in graph["rait.build"] and "rait.pipeline" in graph["rait.cli"]
+    fake = tmp_path / "rait" / "late.py"
+    fake.parent.mkdir()
+    fake.write_text("def f():\n    from rait.pipeline import PRESTAGES\n    from . import build\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path / "rait")
+    found = _imports(fake, {"rait.pipeline", "rait.build", "rait.late"})
+    assert found == {"rait.pipeline", "rait.build"}
 
 
 def test_no_import_cycle_among_rait_modules():

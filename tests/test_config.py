@@ -661,3 +661,21 @@ def test_control_character_in_a_yaml_file_is_one_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_yaml(path)
     assert str(info.value) == (f"{path}:3: invalid YAML (control character #x0000 is not allowed)")
+
+
+def test_renamed_keys_of_earlier_versions_still_load():
+    """A config or a run's stage.json written before the rename (probe/eval `vllm_*`, influence
+    `tau_c`) loads into the new keys; the old and the new key together are refused."""
+    from rait.evaluate import EvalConfig
+    from rait.influence import InfluenceConfig
+    from rait.probe import ProbeConfig
+
+    old = {"vllm_tensor_parallel_size": 2, "vllm_gpu_memory_utilization": 0.5}
+    for cls in (ProbeConfig, EvalConfig):
+        cfg = build_config(cls, old)
+        assert (cfg.vllm.tensor_parallel_size, cfg.vllm.gpu_memory_utilization) == (2, 0.5)
+    assert build_config(InfluenceConfig, {"probe": "p", "tau_c": 0.25}).tau_mu == 0.25
+    with pytest.raises(ConfigError, match="tau_c is the old name of tau_mu"):
+        build_config(InfluenceConfig, {"probe": "p", "tau_c": 0.25, "tau_mu": 0.3})
+    with pytest.raises(ConfigError, match=r"old name of vllm\.tensor_parallel_size"):
+        build_config(ProbeConfig, {**old, "vllm": {"tensor_parallel_size": 1}})

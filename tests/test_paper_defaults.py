@@ -99,7 +99,7 @@ def test_correctness_threshold_t_c_is_0_5(stages):
 
 def test_stable_influence_temperature_tau_is_0_05(stages):
     # GRAIT section 6.1: "... and τ a value of 0.05" (also tests/test_grait.py pins
-    # rait.methods.grait.DEFAULT_TEMPERATURE; here: the build config that uses it)
+    # rait.methods.base.DEFAULT_TEMPERATURE; here: the build config that uses it)
     assert DEFAULT_TEMPERATURE == 0.05 and BuildConfig.temperature == 0.05
     assert {b.temperature for b in stages["build"].values()} == {0.05}
 

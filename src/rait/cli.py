@@ -334,7 +334,10 @@ def _check_output(args: argparse.Namespace) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command is None:
         return args.run(args)
-    result = args.command.run(load_command_config(args), args)
+    cfg = load_command_config(args)
+    if args.command.out is None and isinstance(getattr(cfg, "out", None), str):
+        check_output_dir(cfg.out)  # report / compare: an output folder of their config
+    result = args.command.run(cfg, args)
     if isinstance(result, str):  # what the command has to say
         if result:
             print(result)

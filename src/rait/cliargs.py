@@ -3,9 +3,9 @@
 A command names the config keys it offers as flags (``"n_samples"``, ``"model.name"``); each
 flag's type, choices, default and help come from the dataclass field (its annotation, its
 default, and ``metadata={"help": ..., "choices": ...}``, the convention of
-``transformers.HfArgumentParser``). A given flag becomes a ``key=value`` override, applied on top
-of ``--config FILE`` and under ``--set key=value``, so flags, files and overrides obey the same
-validation (:func:`rait.config.load_config`).
+``transformers.HfArgumentParser``). A given flag becomes a ``key=value`` override, applied after
+``--config FILE`` and ``--set key=value`` (the flag wins), so flags, files and overrides obey the
+same validation (:func:`rait.config.load_config`).
 
 Why not ``HfArgumentParser`` itself: rait's configs are nested (``model.name``, ``data.path``,
 ``train.epochs``) and layered (a YAML file, then flags, then ``--set``); ``HfArgumentParser``
@@ -166,13 +166,14 @@ def add_flags(
             if choices and callable(fld.metadata["choices"]):
                 # a registry: listed in the help, checked by the config (its one-line error)
                 kwargs["help"] = f"{text}; one of: {', '.join(choices)}"
-                kwargs["metavar"] = spec.key.rsplit(".", 1)[-1].upper()
+                kwargs["metavar"] = "{" + ",".join(choices) + "}" if len(choices) <= 4 else None
+                kwargs["metavar"] = kwargs["metavar"] or spec.key.rsplit(".", 1)[-1].upper()
             elif choices:
                 kwargs["choices"] = choices
             else:
                 kwargs["metavar"] = spec.key.rsplit(".", 1)[-1].upper()
             if default is not None and default is not _MISSING and "default" not in text:
-                kwargs["help"] = f"{text} (default: {default})"
+                kwargs["help"] = f"{kwargs['help']} (default: {default})"
         spellings = _spelling(spec, tp, default).split("/")  # "--tau-mu/--tau-c": an alias
         parser.add_argument(*spellings, dest=spec.dest, default=None, **kwargs)
         out.append(spec)

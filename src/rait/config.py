@@ -350,6 +350,30 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
     raise ConfigError(f"{where}: unsupported config type {_type_name(tp)}")
 
 
+def _renamed(cls: type, data: Mapping[str, Any], origin: str, prefix: str) -> Mapping[str, Any]:
+    """``data`` with the keys a config renamed (``cls.RENAMED``: old key -> new dotted key)
+    moved to their new place, so older configs and the ``stage.json`` of older runs still load;
+    an old and a new key given together is an error."""
+    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
+    if not any(old in data for old in renamed):
+        return data
+    out = _deep_copy(dict(data))
+    for old, new in renamed.items():
+        if old not in out:
+            continue
+        *sections, last = new.split(".")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+        if last in node:
+            where = f"{prefix}." if prefix else ""
+            raise ConfigError(
+                f"{origin}: {where}{old} is the old name of {where}{new}; give only {where}{new}"
+            )
+        node[last] = out.pop(old)
+    return out
+
+
 def build_config(
     cls: type[T], data: Mapping[str, Any] | None, origin: str = "config", prefix: str = ""
 ) -> T:
@@ -358,7 +382,7 @@ def build_config(
     Fields missing from ``data`` keep their defaults; a ``validate()`` method, when the
     dataclass has one, runs at the end.
     """
-    data = data or {}
+    data = _renamed(cls, data or {}, origin, prefix)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = [k for k in data if k not in fields]

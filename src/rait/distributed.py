@@ -37,7 +37,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rait.config import config_to_dict
 from rait.errors import ConfigError, DataError, LaunchError, Location
+from rait.fileio import atomic_open, read_json, stable_hash
+from rait.rundir import ResumableJsonl
 
 T = TypeVar("T")
 
@@ -136,7 +139,6 @@ class Shard:
 
 def shards_folder(out_dir: Path, fingerprint: dict) -> Path:
     """Where the shards of the stage ``out_dir`` with this fingerprint write their rows."""
-    from rait.fileio import stable_hash
 
     return out_dir.parent / f"{out_dir.name}.shards" / stable_hash(fingerprint)[:16]
 
@@ -188,8 +190,6 @@ def run_shard(
     :class:`rait.rundir.ResumableJsonl`). Returns what the stage returns: this shard's count
     for an independent shard process, the merged stage's result (``merged_result``) on a
     torchrun rank other than 0 once rank 0 has merged; None on rank 0, which goes on to merge."""
-    from rait.fileio import read_json
-    from rait.rundir import ResumableJsonl
 
     path = shard_file(stage.path, stage.fingerprint(), shard)
     print(f"[{name}] shard {shard} -> {path}")
@@ -214,9 +214,6 @@ def remove_shards(out_dir: Path) -> None:
 def write_stage_config(cfg: Any, path: Path) -> Path:
     """A stage's dataclass config as the YAML its ``rait COMMAND --config`` reads back."""
     import yaml
-
-    from rait.config import config_to_dict
-    from rait.fileio import atomic_open
 
     with atomic_open(path) as handle:
         yaml.safe_dump(config_to_dict(cfg), handle, sort_keys=False, allow_unicode=True)

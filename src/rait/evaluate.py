@@ -37,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rait import metrics as M
 from rait.artifacts import METRICS_FILE, PREDICTIONS_FILE
@@ -120,6 +120,12 @@ class EvalConfig:
     backend: str = option("auto", help="the inference engine", choices=backend_names)
     batch_size: int = option(8, help="questions per batch")
     vllm: VllmConfig = field(default_factory=VllmConfig)
+
+    #: keys of earlier versions, still read (configs, the stage.json of older runs)
+    RENAMED: ClassVar[dict[str, str]] = {
+        "vllm_tensor_parallel_size": "vllm.tensor_parallel_size",
+        "vllm_gpu_memory_utilization": "vllm.gpu_memory_utilization",
+    }
 
     def validate(self) -> None:
         checks = [

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from rait.errors import ConfigError, DataError, Location
+
 
 def _read_umask() -> int:
     mask = os.umask(0)
@@ -109,7 +111,6 @@ def read_jsonl_rows(path: str | os.PathLike[str], required: Sequence[str] = ()) 
     """The objects of a JSONL file, each with its line number under ``"_line"``. Any problem
     (unreadable, not UTF-8, bad JSON, not an object, a missing ``required`` field, no rows)
     is a :class:`~rait.errors.DataError` naming the file, line and field."""
-    from rait.errors import DataError, Location
 
     where = str(path)
     try:
@@ -141,7 +142,6 @@ def read_jsonl_rows(path: str | os.PathLike[str], required: Sequence[str] = ()) 
 def read_jsonl_by_id(path: str | os.PathLike[str], required: Sequence[str] = ()) -> dict[str, dict]:
     """:func:`read_jsonl_rows` keyed by each row's ``id`` (required); a repeated id is a
     :class:`~rait.errors.DataError` naming both lines."""
-    from rait.errors import DataError, Location
 
     by_id: dict[str, dict] = {}
     for row in read_jsonl_rows(path, ("id", *[k for k in required if k != "id"])):
@@ -166,8 +166,6 @@ def row_number(
     otherwise a :class:`~rait.errors.DataError` naming the file, the row's line and ``key``."""
     import math
 
-    from rait.errors import DataError, Location
-
     value = row.get(key)
     where = Location(str(path), row["_line"], field=key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -191,7 +189,6 @@ def _first_existing(path: Path) -> Path:
 def _check_writable_folder(folder: Path, what: str) -> None:
     """``folder`` (existing) accepts a new file: tried for real (``os.access`` is no guide
     for root, nor for a read-only mount)."""
-    from rait.errors import ConfigError
 
     try:
         fd, tmp = tempfile.mkstemp(prefix=".rait-write-check.", dir=folder)
@@ -205,7 +202,6 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
     """Check, before any work, that ``path`` can be an output folder: not an existing file,
     and the folder (or its nearest existing parent) writable. A
     :class:`~rait.errors.ConfigError` names the path and the reason."""
-    from rait.errors import ConfigError
 
     target = Path(path)
     if str(path) == "":
@@ -226,7 +222,6 @@ def check_output_file(
 ) -> Path:
     """Check, before any work, that ``path`` can be written as a file: not a folder, its
     folder writable, and not one of the command's own ``inputs`` (which it would overwrite)."""
-    from rait.errors import ConfigError
 
     target = Path(path)
     if str(path) == "":

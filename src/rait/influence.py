@@ -50,7 +50,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rait.artifacts import (
     ADAPTER_DIR,
@@ -113,6 +113,8 @@ class InfluenceConfig:
     warmup_min_mu: float | None = None
     warmup_min_sigma: float | None = None
     train: TrainConfig = field(default_factory=_warmup_train_default)
+    #: keys of earlier versions, still read (configs, the stage.json of older runs)
+    RENAMED: ClassVar[dict[str, str]] = {"tau_c": "tau_mu"}
     tau_mu: float = option(
         DEFAULT_TAU_MU, help="correctness threshold τµ (GRAIT's T_c): known (D_ik) when µ ≥ τµ"
     )

@@ -9,7 +9,7 @@ base model makes no error, AP with no correct answer) is ``None``, never a divis
 function                   definition
 =========================  ===============================================================
 :func:`rates`              Pc, Pw, Pr: shares of correct / wrong / refused (docs/methods.md §7)
-:func:`ths`                THS = (Pc·Pw0 − Pw·Pc0) / Pw0 (CRaFT eq. 4; GRAIT section 4)
+:func:`ths`                THS = (Pc·Pw0 − Pw·Pc0) / Pw0 (CRaFT §5.2; GRAIT eq. 12)
 :func:`average_precision`  R-Tuning eq. (4): Σ_k (R(k) − R(k−1))·P(k) over thresholds
 :func:`calibration`        ECE over equal-width bins, with the reliability table
 :func:`crss`               CRaFT section 3.2: share of IdK samples whose most similar

@@ -42,7 +42,7 @@ from rait.errors import ConfigError, RaitError
 from rait.evaluate import EvalConfig, eval_stage, run_eval
 from rait.fileio import atomic_open, check_output_dir, read_json, stable_hash, write_json
 from rait.influence import InfluenceConfig, run_influence
-from rait.methods import BASELINES, METHODS, MethodSpec, get_method
+from rait.methods import BASELINES, METHODS, MethodSpec, get_method, method_names
 from rait.methods.base import PRESTAGE_BUILD_FIELD
 from rait.models import ModelConfig
 from rait.probe import ProbeConfig, load_probe_inputs, probe_stage, run_probe
@@ -159,7 +159,8 @@ class PipelineConfig:
 
     ``world_facts``: build the offline world-facts set into ``RUN/data``; a ``data``,
     ``shots`` or test set of format ``world_facts`` without a ``path`` then reads it.
-    ``methods``: data-construction methods to build, train and evaluate (``rait.methods``);
+    ``methods``: data-construction methods to build, train and evaluate (default: every method
+    registered in :data:`rait.methods.METHODS`, aliases left out; ``[]`` for baselines only);
     ``baselines``: base-model rows (``init-basic`` is always evaluated when any row needs
     THS). ``train.model`` is the top-level ``model``; ``eval`` settings apply to every row.
     ``representations``: the base model's question representations for the report's t-SNE
@@ -167,14 +168,15 @@ class PipelineConfig:
     evaluations, a launcher for the trainings (:class:`ParallelConfig`).
     """
 
-    run_dir: str = option("runs/rait", help="the run directory")
+    run_dir: str = option("runs/rait", help="the run directory (default: the config's run_dir)")
     model: ModelConfig = field(default_factory=ModelConfig)
     world_facts: WorldFactsConfig | None = None
     data: DataSource = field(default_factory=DataSource)
     shots: DataSource | None = None
     tests: list[TestSet] = field(default_factory=list)
     methods: list[str] = option(
-        default_factory=list, help="the methods to build, train and evaluate"
+        default_factory=lambda: method_names(aliases=False),
+        help="the methods to build, train and evaluate (default: every registered method)",
     )
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     probe: dict[str, Any] = field(default_factory=dict)

@@ -31,7 +31,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rait.artifacts import KNOWLEDGE_FILE, PROBE_SUMMARY_FILE, check_ids, read_knowledge
 from rait.backends import backend_names, load_stage_engine, resolve_backend
@@ -46,7 +46,7 @@ from rait.errors import ConfigError, DataError, Location, ModelError
 from rait.fileio import read_json, write_json
 from rait.matching import MATCH_MODES, first_line, is_correct_open, normalize_answer
 from rait.methods.base import DEFAULT_TAU_MU, Candidate
-from rait.models import ModelConfig, render_prompt
+from rait.models import ModelConfig, render_prompt, resolve_device
 from rait.prompts import SHOTS, knowledge_query_messages
 from rait.rundir import MANIFEST, ResumableJsonl, Stage
 
@@ -83,6 +83,12 @@ class ProbeConfig:
     )
     seed: int = option(0, help="seed of every sample")
     vllm: VllmConfig = field(default_factory=VllmConfig)
+
+    #: keys of earlier versions, still read (configs, the stage.json of older runs)
+    RENAMED: ClassVar[dict[str, str]] = {
+        "vllm_tensor_parallel_size": "vllm.tensor_parallel_size",
+        "vllm_gpu_memory_utilization": "vllm.gpu_memory_utilization",
+    }
 
     def validate(self) -> None:
         checks = [
@@ -309,8 +315,6 @@ def default_batch_size(cfg: ProbeConfig, task: str, backend: str) -> int:
     if cfg.batch_size is not None:
         return cfg.batch_size
     if task == "mcqa" and backend == "hf":
-        from rait.models import resolve_device
-
         return 1 if resolve_device(cfg.model.device) == "cpu" else 8
     return 8
 

@@ -20,14 +20,16 @@ from typing import Any
 
 from rait.artifacts import REPRESENTATION_IDS_FILE, REPRESENTATIONS_FILE
 from rait.cliargs import option
+from rait.config import config_to_dict
 from rait.data.records import QARecord
 from rait.data.sources import DataSource, load_source
 from rait.errors import ConfigError, DataError, Location
-from rait.fileio import read_jsonl_rows
+from rait.fileio import atomic_open, read_jsonl_rows, write_json
 from rait.methods.base import DEFAULT_TAU_MU
 from rait.metrics import crss
 from rait.models import LoadedModel, ModelConfig, load_model
 from rait.prompts import build_messages
+from rait.rundir import Stage
 
 
 def question_representations(
@@ -171,10 +173,6 @@ def run_representations(cfg: RepresentationsConfig, out_dir: str | Path, log=pri
     each row) into ``out_dir``; cached like every stage (an unchanged config and data set is
     not run again)."""
     import numpy as np
-
-    from rait.config import config_to_dict
-    from rait.fileio import atomic_open, write_json
-    from rait.rundir import Stage
 
     cfg.validate()
     records = load_source(cfg.data)

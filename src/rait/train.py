@@ -7,7 +7,7 @@
 * **Loss on the completion only**: the prompt is rendered exactly as ``rait eval`` renders it
   (the chat template with the generation prompt, or plain text), tokenized on its own, and the
   completion's tokens follow it, so training and inference see the same context tokens.
-* **Per-sample loss weights at any batch size** (GRAIT eq. 11, docs/methods.md §5). With
+* **Per-sample loss weights at any batch size** (GRAIT eq. 11, docs/methods.md §6). With
   ``L_i = (1/|T_i|) Σ_{t∈T_i} ℓ_it`` the token-mean loss of sample i over its completion
   tokens T_i, the loss of an optimisation step over the B samples of all its micro-batches
   (and processes) is ``L = (1/B) Σ_i w_i L_i`` (``loss_reduction: sample``, the default).
@@ -47,7 +47,7 @@ from rait.config import config_to_dict
 from rait.distributed import Processes
 from rait.errors import ConfigError, DataError, Location, RaitError
 from rait.fileio import read_json, read_jsonl_rows, write_json
-from rait.models import ModelConfig, render_prompt, resolve_device
+from rait.models import ModelConfig, load_model, render_prompt, resolve_device
 from rait.rundir import Stage
 
 #: what ``pip install rait[logging]`` brings for each logger of ``report_to``
@@ -526,8 +526,6 @@ def _prior_loss(checkpoint: str | None) -> tuple[float, int]:
 
 def _load_for_training(cfg: TrainConfig):
     import torch
-
-    from rait.models import load_model
 
     lm = load_model(cfg.model)
     model = lm.model

@@ -42,6 +42,7 @@ from rait.data.files import (
     scan_rows,
 )
 from rait.data.records import LETTERS, QARecord, duplicate_options
+from rait.data.world_facts import world_facts_split_path
 from rait.errors import DataError, Location
 
 HUB_FORMATS = ("mmlu", "arc", "triviaqa", "nq_open")
@@ -334,8 +335,6 @@ def scan_source(source: DataSource) -> ScanResult:
     if fmt not in ALL_FORMATS:
         raise DataError(f"unknown data format {fmt!r}; known: {', '.join(ALL_FORMATS)}")
     if fmt == "world_facts":
-        from rait.data.world_facts import world_facts_split_path
-
         if not source.path:
             raise DataError(
                 "format 'world_facts' needs `path`: the folder built by `rait data world-facts`"

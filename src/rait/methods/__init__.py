@@ -4,7 +4,7 @@
 name               module                       paper
 =================  ===========================  ==========================================
 van-tuning         :mod:`.van_tuning`           CRaFT/GRAIT baseline
-cor-rait           :mod:`.cor_rait`             CRaFT section 2 (correctness only)
+cor-rait           :mod:`.cor_rait`             CRaFT §3.1 (correctness only)
 rtuning-padding    :mod:`.rtuning`              R-Tuning eq. (1), the main method
 rtuning-replace    :mod:`.rtuning`              R-Tuning-R (appendix A.5 expressions)
 rtuning-u          :mod:`.rtuning`              R-Tuning-U (section 5.1, entropy split)

@@ -58,7 +58,7 @@ class Candidate:
 
     @property
     def delta_mu(self) -> float:
-        """Knowledge flow of correctness, Δµ = µ̃ − µ0 (CRaFT section 3.3, docs/methods.md §3)."""
+        """Knowledge flow of correctness, Δµ = µ̃ − µ0 (CRaFT §4.2, docs/methods.md §3.2)."""
         if self.mu_after is None:
             raise ValueError(f"{self.id}: no rehearsed µ")
         return self.mu_after - self.mu

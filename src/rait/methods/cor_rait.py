@@ -1,4 +1,4 @@
-"""Cor-RAIT: the correctness-only RAIT baseline (CRaFT section 2, docs/methods.md §3).
+"""Cor-RAIT: the correctness-only RAIT baseline (CRaFT §3.1, docs/methods.md §3.4).
 
 D_van = {µ ≥ τµ} keeps its answer, D_idk = {µ < τµ} gets the refusal; N_van and N_idk are drawn
 at random from each."""
