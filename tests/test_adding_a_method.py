@@ -103,3 +103,22 @@ def test_a_toy_method_through_a_tiny_rait_run(toy, tmp_path, tiny_model_dir):
     assert stage["config"]["confidence"] == "padding"
     assert sorted(r["method"] for r in results["rows"]) == ["init-basic", "init-basic", TOY, TOY]
     assert f"| {TOY} |" in (run / "results.md").read_text()
+
+
+def test_the_guides_example_method_builds(probe, tmp_path):
+    """The example of docs/adding-a-method.md, run as written: CorCer-RAIT's rule, so its set
+    is CorCer-RAIT's (the same σ ranking and tie-breaking)."""
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).parents[1] / "docs" / "adding-a-method.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", guide, re.S)[0]
+    namespace: dict = {}
+    exec(compile(code, "docs/adding-a-method.md", "exec"), namespace)
+    register_method(namespace["SPEC"])
+    try:
+        mine = probe.build("my-method", n_van=4, n_idk=3).rows
+        theirs = probe.build("corcer-rait", n_van=4, n_idk=3).rows
+    finally:
+        del METHODS["my-method"]
+    assert {(r["id"], r["kind"]) for r in mine} == {(r["id"], r["kind"]) for r in theirs}
