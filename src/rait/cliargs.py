@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -88,9 +89,11 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
+@functools.cache
 def resolve_field(cls: type, key: str) -> tuple[dataclasses.Field, Any, Any]:
     """The dataclass field at the dotted ``key`` of ``cls``, its type (``Optional`` removed)
-    and its default as seen from ``cls`` (a nested section's own default counts)."""
+    and its default as seen from ``cls`` (a nested section's own default counts). Cached: the
+    parser and the overrides ask for the same fields, and each lookup builds a default config."""
     owner: Any = cls
     default_obj: Any = _default_instance(cls)
     parts = key.split(".")
