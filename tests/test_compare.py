@@ -87,3 +87,20 @@ def test_cli_compare(runs, tmp_path, capsys):
     assert "| seed1 · cor-rait |" in printed and "compare.html" in printed
     assert main(["compare", str(first)]) == 2
     assert "at least two run directories" in capsys.readouterr().err
+
+
+def test_one_run_against_one_of_its_methods(runs, tmp_path, capsys):
+    """`rait compare RUN --against METHOD`: every other row of the run against it, paired."""
+    first, _ = runs
+    out = tmp_path / "c"
+    assert main(["compare", str(first), "--against", "init-basic", "--out", str(out)]) == 0
+    markdown = (out / "compare.md").read_text()
+    assert "**Paired against run · init-basic**" in markdown
+    assert "| run · cor-rait |" in markdown.split("Paired against")[1]
+    data = json.loads((out / "compare.json").read_text())
+    (pair, *_) = [p for p in data["paired"] if p["test_set"] == "wf-id"]
+    own = json.loads((first / "eval" / "wf-id" / "cor-rait" / "metrics.json").read_text())
+    assert pair["ths"]["delta"] == pytest.approx(own["ths"])  # Init-Basic's THS is 0
+    assert "<h3>Paired against run · init-basic</h3>" in (out / "compare.html").read_text()
+    assert main(["compare", str(first), "--against", "grait", "--out", str(out)]) == 2
+    assert "no run has a row 'grait'" in capsys.readouterr().err

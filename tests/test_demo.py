@@ -15,19 +15,31 @@ from rait.demo import (
     load_demo_config,
     run_demo,
 )
+from rait.errors import ConfigError
 from rait.methods import METHODS, method_names
 from rait.pipeline import PipelineConfig
 from test_pipeline import _config
 
 
-def test_the_built_in_demo_runs_every_method_within_the_sizes_of_a_cpu():
+def test_the_built_in_demo_runs_the_headline_methods_within_the_sizes_of_a_cpu():
     cfg = load_demo_config()
-    assert cfg.methods == method_names(aliases=False)  # every rule once, in the papers' order
-    assert set(cfg.methods) | {"craft-no-flow"} == set(METHODS)  # no-flow is CorCer-RAIT
+    assert cfg.methods == ["van-tuning", "cor-rait", "craft", "grait"]
     assert cfg.baselines == ["init-basic", "init-refuse"]
     assert cfg.model.name == "smollm2-135m-instruct" and cfg.world_facts is not None
-    assert cfg.data.sample == 200 and [t.data.sample for t in cfg.tests] == [100, 100]
-    assert cfg.build["n_van"] + cfg.build["n_idk"] == 50
+    assert cfg.data.sample == 200 and [t.data.sample for t in cfg.tests] == [300, 100]
+    assert cfg.build["n_van"] == cfg.build["n_idk"] == 45
+    assert cfg.against == ["init-refuse", "cor-rait"]
+
+
+def test_demo_all_runs_every_method_in_the_same_run_directory():
+    cfg = load_demo_config(all_methods=True)
+    assert cfg.methods == method_names(aliases=False)  # every rule once, in the papers' order
+    assert set(cfg.methods) | {"craft-no-flow"} == set(METHODS)  # no-flow is CorCer-RAIT
+    focused = load_demo_config()
+    assert cfg.run_dir == focused.run_dir  # one run directory: unchanged stages are reused
+    assert (cfg.train, cfg.build, cfg.tests) == (focused.train, focused.build, focused.tests)
+    with pytest.raises(ConfigError, match="leave out --methods"):
+        load_demo_config(overrides=["methods=[craft]"], all_methods=True)
 
 
 def _tiny_demo(tmp_path, model_dir, methods=("cor-rait", "van-tuning")):
@@ -128,5 +140,5 @@ def test_the_demo_config_is_the_shipped_file():
     path = demo_config_path()
     assert path.name == "demo.yaml" and path.parent.name == "configs"
     data = load_yaml(path)
-    assert "methods" not in data  # so the run takes every registered method
-    assert load_demo_config().methods == method_names(aliases=False)
+    assert data["methods"] == ["van-tuning", "cor-rait", "craft", "grait"]
+    assert load_demo_config().methods == data["methods"]

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from rait import metrics as M
 from rait.metrics import (
     VERDICTS,
     MetricError,
@@ -756,3 +757,51 @@ def test_numpy_inputs_are_accepted():
     assert calibration(conf, list(labels)).ece == pytest.approx(
         calibration([0.9, 0.2, 0.6], [True, False, True]).ece
     )
+
+
+# --------------------------------------------------------------------------- quadrants
+def test_knowledge_quadrants_of_a_hand_built_case():
+    from rait.metrics import knowledge_quadrants
+
+    base = ["correct", "correct", "correct", "wrong", "wrong", "wrong", "wrong", "refused"]
+    mine = ["correct", "refused", "wrong", "refused", "refused", "wrong", "correct", "refused"]
+    q = knowledge_quadrants(mine, base)
+    assert {k: q[k] for k in M.QUADRANTS} == {
+        "known_correct": 1,
+        "known_wrong": 1,
+        "known_refused": 1,  # over-refusal
+        "unknown_correct": 1,
+        "unknown_wrong": 1,  # a hallucination kept
+        "unknown_refused": 3,  # good refusals; a question the base refused is unknown too
+    }
+    assert (q["n_known"], q["n_unknown"]) == (3, 5)
+    assert q["refusal_precision"] == 3 / 4  # 3 of the 4 refusals fall on unknown questions
+    assert q["refusal_recall"] == 3 / 5  # 3 of the 5 unknown questions are refused
+
+
+def test_knowledge_quadrants_without_refusals_or_without_unknowns():
+    from rait.metrics import knowledge_quadrants
+
+    q = knowledge_quadrants(["correct", "wrong"], ["correct", "wrong"])
+    assert q["refusal_precision"] is None and q["refusal_recall"] == 0.0
+    q = knowledge_quadrants(["refused", "correct"], ["correct", "correct"])
+    assert q["refusal_precision"] == 0.0 and q["refusal_recall"] is None
+    with pytest.raises(M.MetricError):
+        knowledge_quadrants(["correct"], ["correct", "wrong"])
+    with pytest.raises(M.MetricError):
+        knowledge_quadrants(["correct"], ["maybe"])
+
+
+@given(st.lists(st.tuples(st.sampled_from(M.VERDICTS), st.sampled_from(M.VERDICTS)), min_size=1))
+def test_knowledge_quadrants_partition_the_questions(pairs):
+    from rait.metrics import knowledge_quadrants
+
+    mine, base = [a for a, _ in pairs], [b for _, b in pairs]
+    q = knowledge_quadrants(mine, base)
+    assert sum(q[k] for k in M.QUADRANTS) == len(pairs)
+    assert q["known_refused"] + q["unknown_refused"] == mine.count("refused")
+    assert q["n_known"] == base.count("correct")
+    # over-refusal is Yang et al.'s over-conservativeness, counted the same way
+    h = M.honesty_scores(mine, base)
+    if q["n_known"]:
+        assert h.over_conservativeness == q["known_refused"] / q["n_known"]

@@ -37,10 +37,13 @@ def test_report_has_the_table_every_figure_and_the_examples(run, tmp_path):
     paths = run_report(ReportConfig(run_dir=str(run), out=str(tmp_path / "r")))
     page = (tmp_path / "r" / "report.html").read_text()
     assert paths["html"].endswith("report.html") and page.startswith("<!DOCTYPE html>")
-    # the plane, the knowledge map, the t-SNE, reliability
-    assert page.count("data:image/png;base64,") == 4
+    # the plane, the quadrants, the knowledge map, the t-SNE, reliability
+    assert page.count("data:image/png;base64,") == 5
     for heading in (
         "The Pc–Pw plane",
+        "Knowledge quadrants",
+        "Paired against init-refuse",
+        "Paired against cor-rait",
         "The knowledge map",
         "Question representations (t-SNE) and CRSS",
         "Reliability",
@@ -53,6 +56,7 @@ def test_report_has_the_table_every_figure_and_the_examples(run, tmp_path):
     markdown = (tmp_path / "r" / "report.md").read_text()
     for png in (
         "pc_pw_plane.png",
+        "quadrants.png",
         "knowledge_map.png",
         "representations_tsne.png",
         "reliability.png",
@@ -60,6 +64,18 @@ def test_report_has_the_table_every_figure_and_the_examples(run, tmp_path):
         assert f"]({png})" in markdown
         assert (tmp_path / "r" / png).read_bytes().startswith(b"\x89PNG")
     assert "| craft |" in markdown and "wf-ood (OOD) Pc↑" in markdown
+    # every rate with its interval, from metrics.json
+    metrics = json.loads((run / "eval" / "wf-id" / "craft" / "metrics.json").read_text())
+    ci = metrics["ci"]["pc"]
+    cell = f"{100 * metrics['pc']:.1f} [{100 * ci['low']:.1f}, {100 * ci['high']:.1f}]"
+    assert f"<td>{cell}</td>" in page and f"| {cell} |" in markdown
+    assert "paired-bootstrap interval" in page
+    # the paired comparison: craft against cor-rait, its ΔTHS from the two predictions
+    from rait.results import find_metrics, load_results, paired_comparisons
+
+    pairs = paired_comparisons(load_results(find_metrics([run / "eval"])), "cor-rait")
+    d = next(c for c in pairs if c["method"] == "craft" and c["test_set"] == "wf-id")["ths"]
+    assert f"{100 * d['delta']:.1f} [{100 * d['interval']['low']:.1f}" in markdown
 
 
 def test_knowledge_map_uses_the_knowledge_flow_and_each_methods_choices(run):
@@ -107,7 +123,7 @@ def test_report_without_representations_leaves_the_tsne_out(run, tmp_path):
     shutil.rmtree(moved / "representations")
     run_report(ReportConfig(run_dir=str(moved), out=str(tmp_path / "r")))
     page = (tmp_path / "r" / "report.html").read_text()
-    assert "t-SNE" not in page and page.count("data:image/png;base64,") == 3
+    assert "t-SNE" not in page and page.count("data:image/png;base64,") == 4
 
 
 @pytest.mark.parametrize(
@@ -132,7 +148,7 @@ def test_table_rows_show_every_metric_per_test_set(run):
     from rait.report import load_run
 
     header, body = table_rows(load_run(run)["metrics"])
-    assert header[:3] == ["method", "wf-id (ID) Pc↑", "Pw↓"] and len(header) == 1 + 2 * 6
+    assert header[:3] == ["method", "wf-id (ID) Pc↑", "Pw↓"] and len(header) == 1 + 2 * 7
     assert [r[0] for r in body][:2] == ["init-basic", "init-refuse"]
     assert all(len(r) == len(header) for r in body)
 
@@ -247,7 +263,7 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
 
     from matplotlib.image import imread
 
-    from rait.report import KIND_COLOURS
+    from rait.report import KIND_COLOURS, QUADRANT_STYLE
 
     paths = run_report(ReportConfig(run_dir=str(run), out=str(tmp_path / "r")))
     shot = tmp_path / "shot.png"
@@ -269,6 +285,8 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     assert (image[..., :3].mean(-1) < 0.3).mean() > 0.002  # text and table lines
     assert _pixels_of(image, KIND_COLOURS["van"]) > 20
     assert _pixels_of(image, KIND_COLOURS["idk"]) > 20
+    # the knowledge-quadrant bars: known → correct appears only in that figure
+    assert _pixels_of(image, QUADRANT_STYLE["known_correct"][1]) > 20
     # the same page with its images cut off shows neither colour: the check can fail
     broken = tmp_path / "r" / "broken.html"
     broken.write_text(Path(paths["html"]).read_text().replace("base64,", "base64,AAAA"))

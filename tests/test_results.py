@@ -48,7 +48,9 @@ def run(tmp_path):
 def test_rows_follow_the_papers_order_and_columns_put_id_first(run):
     table = results_table(load_results(find_metrics([run])))
     lines = table.splitlines()
-    assert lines[0].startswith("| Method | mmlu (ID) Pc↑ | Pw↓ | THS↑ | arc (OOD) Pc↑")
+    assert lines[0].startswith(
+        "| Method | mmlu (ID) Pc↑ | Pw↓ | Pr | THS↑ | Prec.↑ | arc (OOD) Pc↑"
+    )
     methods = [line.split("|")[1].strip() for line in lines[2:]]
     assert methods == ["init-basic", "init-refuse", "craft", "my-method"]
 
@@ -56,16 +58,16 @@ def test_rows_follow_the_papers_order_and_columns_put_id_first(run):
 def test_cells_are_percent_with_one_decimal_and_gaps_are_marked(run):
     table = results_table(load_results(find_metrics([run])))
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
-    assert "| 35.0 | 30.0 | 22.1 | 40.0 | 20.0 | 28.6 |" in rows["craft"]
-    assert "| 30.0 | 70.0 | 0.0 | – | – | – |" in rows["init-basic"]
-    assert "| 20.0 | 0.0 | – |" in rows["my-method"]  # no baseline: no THS
+    assert "| 35.0 | 30.0 | 35.0 | 22.1 | – | 40.0 | 20.0 | 40.0 | 28.6 | – |" in rows["craft"]
+    assert "| 30.0 | 70.0 | 0.0 | 0.0 | – | – | – | – | – | – |" in rows["init-basic"]
+    assert "| 20.0 | 0.0 | 80.0 | – |" in rows["my-method"]  # no baseline: no THS
 
 
 def test_undefined_ths_is_shown_as_such(tmp_path):
     write(tmp_path, "a", metric("craft", "wf", "id", 0.5, 0.1, None, baseline=True))
     table = results_table(load_results(find_metrics([tmp_path])), title="T")
     assert table.startswith("**T**")
-    assert "| 50.0 | 10.0 | undef. |" in table
+    assert "| 50.0 | 10.0 | 40.0 | undef. |" in table
 
 
 def test_json_form_lists_columns_and_rows(run):
@@ -118,3 +120,76 @@ def test_cli_table_error_is_one_line(tmp_path, capsys):
     assert main(["table", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rait: error:")
+
+
+def _eval_folder(tmp_path, method, verdicts, base=None):
+    """An eval folder as `rait eval` writes it: predictions and metrics with intervals."""
+    from rait.evaluate import EvalConfig, score
+
+    rows = [
+        {"id": f"q{i}", "verdict": v, "confidence": 0.5, "answer_correct": v == "correct"}
+        for i, v in enumerate(verdicts)
+    ]
+    base_rows = (
+        None if base is None else [{"id": f"q{i}", "verdict": v} for i, v in enumerate(base)]
+    )
+    cfg = EvalConfig(method=method, test_set="wf", data={"format": "jsonl", "path": "x.jsonl"})
+    metrics = score(rows, cfg, base_rows or rows if method == "init-basic" else base_rows, "base")
+    folder = tmp_path / method
+    folder.mkdir()
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_cells_carry_their_intervals_and_the_table_says_what_they_are(tmp_path):
+    base = ["correct"] * 25 + ["wrong"] * 75
+    mine = ["correct"] * 30 + ["wrong"] * 20 + ["refused"] * 50
+    _eval_folder(tmp_path, "init-basic", base)
+    folder = _eval_folder(tmp_path, "cor-rait", mine, base)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    ci = metrics["ci"]
+    assert ci["pc"]["low"] < 0.30 < ci["pc"]["high"] and ci["n_resamples"] == 10_000
+    q = metrics["quadrants"]
+    assert q["known_correct"] == 25 and q["unknown_correct"] == 5 and q["unknown_refused"] == 50
+    assert q["refusal_precision"] == 1.0 and q["refusal_recall"] == 50 / 75
+    table = results_table(load_results(find_metrics([tmp_path])))
+    row = next(x for x in table.splitlines() if x.startswith("| cor-rait"))
+    pc = f"30.0 [{100 * ci['pc']['low']:.1f}, {100 * ci['pc']['high']:.1f}]"
+    assert row.startswith(f"| cor-rait | {pc} | 20.0 [")
+    assert "| 100.0 [100.0, 100.0] |" in row  # every refusal on an unknown question
+    assert "95 % paired-bootstrap interval" in table
+
+
+def test_table_against_a_method_pairs_the_same_questions(tmp_path, capsys):
+    base = ["correct"] * 25 + ["wrong"] * 75
+    _eval_folder(tmp_path, "init-basic", base)
+    _eval_folder(tmp_path, "init-refuse", ["correct"] * 25 + ["wrong"] * 75, base)
+    _eval_folder(tmp_path, "cor-rait", ["correct"] * 25 + ["refused"] * 60 + ["wrong"] * 15, base)
+    out = tmp_path / "t.md"
+    assert main(["table", str(tmp_path), "--against", "init-refuse", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "**Paired against init-refuse**" in text
+    row = next(x for x in text.split("Paired against")[1].splitlines() if "| cor-rait" in x)
+    # THS = Pc − Pw·Pc0/Pw0: 0.25 − 0.15/3 = 0.20 against init-refuse's 0.25 − 0.75/3 = 0
+    assert row.startswith("| cor-rait | 20.0 [")
+    assert " * |" in row  # its interval excludes 0
+    data = json.loads((tmp_path / "t.json").read_text())
+    pair = next(p for p in data["paired"] if p["method"] == "cor-rait")
+    assert pair["ths"]["delta"] == pytest.approx(0.2) and pair["ths"]["p_value"] < 0.001
+    assert main(["table", str(tmp_path), "--against", "grait"]) == 2
+    assert "no such row" in capsys.readouterr().err
+
+
+def test_paired_comparison_needs_the_same_questions(tmp_path):
+    from rait.results import paired_comparisons
+
+    base = ["correct", "wrong", "wrong"]
+    _eval_folder(tmp_path, "init-basic", base)
+    _eval_folder(tmp_path, "cor-rait", ["correct", "refused", "wrong"], base)
+    folder = _eval_folder(tmp_path, "craft", ["correct", "refused", "refused"], base)
+    (folder / "predictions.jsonl").write_text(
+        json.dumps({"id": "other", "verdict": "wrong"}) + "\n"
+    )
+    with pytest.raises(DataError, match="same questions"):
+        paired_comparisons(load_results(find_metrics([tmp_path])), "cor-rait")

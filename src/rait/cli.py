@@ -30,7 +30,7 @@ from rait.data.sources import HUB_FORMATS, DataSource, load_source, scan_source
 from rait.data.world_facts import WorldFactsConfig, format_manifest, write_world_facts
 from rait.demo import load_demo_config, run_demo
 from rait.distributed import Shard
-from rait.errors import RaitError
+from rait.errors import ConfigError, RaitError
 from rait.evaluate import EvalConfig, format_metrics, run_eval
 from rait.fileio import (
     atomic_open,
@@ -44,13 +44,23 @@ from rait.influence import format_summary as influence_summary
 from rait.pipeline import PipelineConfig, load_pipeline_config, run_pipeline
 from rait.probe import ProbeConfig, run_probe
 from rait.probe import format_summary as probe_summary
+from rait.references import reference_names, reference_rows
 from rait.rehearse import RehearseConfig, run_rehearse
 from rait.rehearse import format_summary as rehearse_summary
 from rait.report import ReportConfig, run_report
 from rait.representations import CrssConfig, format_crss, run_crss
-from rait.results import find_metrics, load_results, results_json, results_table
+from rait.results import (
+    find_metrics,
+    load_results,
+    paired_comparisons,
+    paired_table,
+    results_json,
+    results_table,
+    table_columns,
+)
 from rait.train import TrainConfig, run_train
 from rait.train import format_summary as train_summary
+from rait.uncertainty import BootstrapConfig
 
 
 @dataclass(frozen=True)
@@ -149,17 +159,30 @@ def do_build(cfg: BuildConfig, args: argparse.Namespace) -> str:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    found = find_metrics(args.paths)
+    if not args.paths and not args.reference:
+        raise ConfigError("table: give metrics files or folders, or --reference NAME")
+    found = find_metrics(args.paths) if args.paths else []
     json_path = os.path.splitext(args.out)[0] + ".json" if args.out else None
     for out in (args.out, json_path) if args.out else ():
         check_output_file(out, inputs=found)
+    bootstrap = BootstrapConfig(args.confidence, args.resamples, args.bootstrap_seed)
+    bootstrap.validate()
     results = load_results(found)
-    table = results_table(results, args.title)
-    print(table)
+    comparisons = [c for a in args.against for c in paired_comparisons(results, a, bootstrap)]
+    references = []
+    for name in args.reference:
+        tests = [t for t, _ in table_columns(results)] or None
+        model = next((r.get("model") for r in results if r.get("model")), None)
+        references += reference_rows(name, tests, model)
+    parts = [results_table(results + references, args.title)]
+    for against in args.against:
+        parts.append(paired_table([c for c in comparisons if c["against"] == against]))
+    text = "\n\n".join(p for p in parts if p)
+    print(text)
     if args.out:
         with atomic_open(args.out) as handle:
-            handle.write(table + "\n")
-        write_json(json_path, results_json(results))
+            handle.write(text + "\n")
+        write_json(json_path, results_json(results + references, comparisons))
         print(f"\nwritten to {args.out} and {json_path}")
     return 0
 
@@ -172,6 +195,14 @@ def _examples(parser: argparse.ArgumentParser) -> None:
 def _demo_extra(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n-questions", dest="n_questions", type=int, help="questions drawn from each test set"
+    )
+    parser.add_argument(
+        "--all",
+        dest="all_methods",
+        action="store_true",
+        help="every method and ablation (the demo runs the papers' headline methods), in the "
+        "same run directory: stages whose inputs did not change are reused (the probe adds "
+        "R-Tuning's queries, so it and what follows from it run again)",
     )
 
 
@@ -222,10 +253,12 @@ COMMANDS = [
             lambda cfg, args: run_pipeline(cfg),
             "run_dir methods+", out=None),
     Command("report", "a run's results as a self-contained HTML page and Markdown, with figures",
-            ReportConfig, do_report, "<run_dir> out n_examples=--examples tau_sim tsne_points",
+            ReportConfig, do_report,
+            "<run_dir> out n_examples=--examples tau_sim tsne_points against reference",
             out=None),
     Command("compare", "several runs side by side: one table and one Pc–Pw plane (HTML, "
-            "Markdown, JSON)", CompareConfig, do_compare, "<runs+> names+ out title", out=None),
+            "Markdown, JSON)", CompareConfig, do_compare,
+            "<runs+> names+ out title against reference", out=None),
     Command("demo", "the main job: every method on world facts with the offline default "
             "(see README)", PipelineConfig, lambda cfg, args: run_demo(cfg),
             "run_dir model.name=--model methods+",
@@ -297,9 +330,35 @@ def build_parser() -> argparse.ArgumentParser:
     table = sub.add_parser(
         "table", help="the results table (Pc, Pw, THS per test set) from eval folders"
     )
-    table.add_argument("paths", nargs="+", help="metrics.json files or folders holding them")
+    table.add_argument("paths", nargs="*", help="metrics.json files or folders holding them")
     table.add_argument("--out", help="write the Markdown table here (and the JSON beside it)")
     table.add_argument("--title", help="a title line above the table")
+    table.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="METHOD",
+        help="also every row against METHOD on the same questions: ΔTHS, its paired-bootstrap "
+        "interval and p-value (repeatable)",
+    )
+    table.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"the papers' printed rows beside yours: {', '.join(reference_names())} "
+        "(repeatable; alone, the reference table itself)",
+    )
+    defaults = BootstrapConfig()
+    table.add_argument(
+        "--confidence", type=float, default=defaults.confidence, help="of the paired intervals"
+    )
+    table.add_argument(
+        "--resamples", type=int, default=defaults.n_resamples, help="bootstrap redraws B"
+    )
+    table.add_argument(
+        "--bootstrap-seed", type=int, default=defaults.seed, help="seed of the redraws"
+    )
     table.set_defaults(command=None, run=cmd_table)
     return parser
 
@@ -312,7 +371,7 @@ def load_command_config(args: argparse.Namespace) -> Any:
     if command.name == "run":
         return load_pipeline_config(args.config_path, overrides)
     if command.name == "demo":
-        return load_demo_config(args.config, overrides, args.n_questions)
+        return load_demo_config(args.config, overrides, args.n_questions, args.all_methods)
     path = getattr(args, "config", None) if command.config_file else None
     return load_config(command.config, path, overrides)
 

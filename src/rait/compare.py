@@ -1,5 +1,7 @@
 """``rait compare RUN_DIR RUN_DIR ...``: several runs side by side (other models, seeds, sizes or
-settings), as one table and one Pc–Pw plane.
+settings), as one table and one Pc–Pw plane; ``--against METHOD`` adds, within each run, every
+row against that method on the same questions (ΔTHS with its paired-bootstrap interval and
+p-value), ``--reference grait-table2`` the papers' printed rows. One run is enough with either.
 
 Each run's rows keep their own THS: measured against that run's Init-Basic, as in its own
 report. The rows are labelled ``RUN · METHOD``, with RUN the folder's name or ``--names``. The
@@ -13,22 +15,36 @@ and ``compare.json`` (the rows, each with its ``run`` and ``method``).
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rait.artifacts import METRICS_FILE
 from rait.cliargs import option
 from rait.errors import ConfigError
 from rait.fileio import atomic_open, write_json
+from rait.references import reference_names, reference_rows
 from rait.report import (
     _html_table,
     _markdown_table,
     html_figure,
     html_page,
+    html_paired_table,
     load_run,
     plot_pc_pw_plane,
     table_rows,
 )
+from rait.results import paired_comparisons, paired_table
+from rait.uncertainty import BootstrapConfig
+
+
+def _againsts(paired: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(c["against"] for c in paired))
+
+
+def _of(paired: list[dict[str, Any]], against: str) -> list[dict[str, Any]]:
+    return [c for c in paired if c["against"] == against]
+
 
 SEPARATOR = " · "
 
@@ -42,13 +58,32 @@ class CompareConfig:
     names: list[str] | None = option(None, help="a label per run (default: folder names)")
     out: str = option("compare", help="output folder")
     title: str | None = option(None, help="the page's title")
+    against: list[str] = option(
+        default_factory=list,
+        help="also each run's rows against this method of the same run, on the same questions "
+        "(ΔTHS, paired-bootstrap interval, p-value)",
+    )
+    reference: list[str] = option(
+        default_factory=list, help="the papers' printed rows beside the runs (rait.references)"
+    )
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
     def labels(self) -> list[str]:
         return list(self.names) if self.names else [Path(r).resolve().name for r in self.runs]
 
     def validate(self) -> None:
-        if len(self.runs) < 2:
-            raise ConfigError("compare: give at least two run directories")
+        if not self.runs or (len(self.runs) < 2 and not self.against and not self.reference):
+            raise ConfigError(
+                "compare: give at least two run directories, or one with --against METHOD or "
+                "--reference NAME"
+            )
+        self.bootstrap.validate()
+        for name in self.reference:
+            if name not in reference_names():
+                raise ConfigError(
+                    f"compare: no reference table {name!r}; the tables are: "
+                    f"{', '.join(reference_names())}"
+                )
         if self.names is not None and len(self.names) != len(self.runs):
             raise ConfigError(
                 f"compare: {len(self.names)} names for {len(self.runs)} runs: give one per run"
@@ -77,9 +112,44 @@ def compare_metrics(cfg: CompareConfig) -> list[dict[str, Any]]:
     return rows
 
 
+def compare_paired(cfg: CompareConfig) -> list[dict[str, Any]]:
+    """Within each run, every row against each ``against`` method of that run (labels
+    ``RUN · METHOD``); a run without that method is skipped."""
+    out = []
+    for run, label in zip(cfg.runs, cfg.labels(), strict=True):
+        metrics = [
+            m | {"_file": str(m["_dir"] / METRICS_FILE)} for m in load_run(Path(run))["metrics"]
+        ]
+        for against in cfg.against:
+            if not any(m["method"] == against for m in metrics):
+                continue
+            for c in paired_comparisons(metrics, against, cfg.bootstrap):
+                out.append(
+                    c
+                    | {
+                        "method": f"{label}{SEPARATOR}{c['method']}",
+                        "against": f"{label}{SEPARATOR}{against}",
+                        "run": label,
+                    }
+                )
+    if cfg.against and not out:
+        raise ConfigError(
+            f"compare: no run has a row {' or '.join(map(repr, cfg.against))} to compare against"
+        )
+    return out
+
+
+def _reference_rows(cfg: CompareConfig, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    tests = sorted({m["test_set"] for m in metrics})
+    model = next((m.get("model") for m in metrics if m.get("model")), None)
+    return [r for name in cfg.reference for r in reference_rows(name, tests, model)]
+
+
 def run_compare(cfg: CompareConfig) -> dict[str, str]:
     """Write compare.md, compare.html and compare.json; returns their paths."""
     metrics = compare_metrics(cfg)
+    paired = compare_paired(cfg)
+    metrics += _reference_rows(cfg, metrics)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     title = cfg.title or "rait compare: " + ", ".join(cfg.labels())
@@ -101,6 +171,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, str]:
                     "",
                     _markdown_table(header, body),
                     "",
+                    *[paired_table(_of(paired, a)) + "\n" for a in _againsts(paired)],
                     "## The Pc–Pw plane",
                     "",
                     f"![The Pc–Pw plane]({plane.name})",
@@ -112,6 +183,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, str]:
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='note'>{html.escape(note)}</p>",
         _html_table(header, body),
+        *[html_paired_table(_of(paired, a)) for a in _againsts(paired)],
         *html_figure("The Pc–Pw plane", plane),
     ]
     with atomic_open(out / "compare.html") as handle:
@@ -126,6 +198,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, str]:
                 {"run": m["run"], "method": m["base_method"]} | {k: m.get(k) for k in keep}
                 for m in metrics
             ],
+            "paired": paired,
         },
     )
     return {

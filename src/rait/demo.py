@@ -36,12 +36,20 @@ def load_demo_config(
     path: str | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     n_questions: int | None = None,
+    all_methods: bool = False,
 ) -> PipelineConfig:
     """The demo's config: the built-in one (or the YAML at ``path``), then ``--set``
-    overrides; ``n_questions`` sets every test set's sample size."""
+    overrides; ``n_questions`` sets every test set's sample size; ``all_methods`` runs every
+    registered method (``rait demo --all``) in the same run directory (its stages are cached
+    like any run's: the probe gains R-Tuning's queries, so it and what follows from it run
+    again)."""
     path = path or str(demo_config_path())
     data = load_yaml(path)
     origin = str(path)
+    if all_methods:
+        if any(str(o).split("=", 1)[0].strip() == "methods" for o in overrides):
+            raise ConfigError("--all runs every method: leave out --methods (or --all)")
+        data.pop("methods", None)  # the default: every registered method, the papers' order
     if overrides:
         data = apply_overrides(data, overrides)
         origin += " (with --set overrides)"

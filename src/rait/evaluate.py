@@ -69,6 +69,7 @@ from rait.prompts import (
     evaluation_messages,
 )
 from rait.rundir import ResumableJsonl, Stage
+from rait.uncertainty import BootstrapConfig, intervals
 
 PROMPTS = ("auto", "refuse", "basic")
 CONFIDENCES = ("answer", "padding")
@@ -120,6 +121,7 @@ class EvalConfig:
     backend: str = option("auto", help="the inference engine", choices=backend_names)
     batch_size: int = option(8, help="questions per batch")
     vllm: VllmConfig = field(default_factory=VllmConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
     #: keys of earlier versions, still read (configs, the stage.json of older runs)
     RENAMED: ClassVar[dict[str, str]] = {
@@ -156,6 +158,7 @@ class EvalConfig:
                         "matched without their edge punctuation, so it would match nothing"
                     )
         resolve_backend(self.backend)
+        self.bootstrap.validate()
 
     @property
     def refuse_prompt(self) -> bool:
@@ -355,7 +358,9 @@ def score(
         "confidence": cfg.confidence,
         "reliability": [b.as_dict() for b in calibration.bins],
         "honesty": None,
+        "quadrants": None,
     }
+    reference: list[str] = []
     if baseline_rows is None:
         out["ths_note"] = (
             "no baseline: pass the Init-Basic evaluation of this test set (--baseline DIR)"
@@ -370,6 +375,10 @@ def score(
         by_id = {r["id"]: r["verdict"] for r in baseline_rows}
         reference = [by_id[r["id"]] for r in rows]
         out["honesty"] = M.honesty_scores(verdicts, reference).as_dict()
+        out["quadrants"] = M.knowledge_quadrants(verdicts, reference)
+    # every rate with its paired-bootstrap interval (THS and the quadrants' precision and
+    # recall redrawn with the base model's verdicts on the same questions)
+    out["ci"] = intervals(verdicts, reference if baseline_rows is not None else None, cfg.bootstrap)
     per: dict[str, list[str]] = defaultdict(list)
     for row in rows:
         per[row.get("domain") or "-"].append(row["verdict"])

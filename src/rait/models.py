@@ -153,6 +153,22 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX-BF16). Without it,
+    torch emulates bf16 matrix products on the CPU: measured on an AVX2-only AMD EPYC, a LoRA
+    forward + backward of the offline model took 97 s in bf16 autocast against 3 s in fp32
+    (docs/train.md#precision)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """De-quantise a GGUF file with transformers and save it as safetensors (atomically)."""
     import torch

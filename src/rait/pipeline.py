@@ -48,7 +48,14 @@ from rait.models import ModelConfig
 from rait.probe import ProbeConfig, load_probe_inputs, probe_stage, run_probe
 from rait.rehearse import RehearseConfig, run_rehearse
 from rait.representations import RepresentationsConfig, run_representations
-from rait.results import load_results, results_json, results_table
+from rait.results import (
+    DEFAULT_AGAINST,
+    load_results,
+    paired_comparisons,
+    paired_table,
+    results_json,
+    results_table,
+)
 from rait.rundir import RunDir, exclusive
 from rait.train import TrainConfig, run_train, train_stage
 
@@ -164,8 +171,10 @@ class PipelineConfig:
     ``baselines``: base-model rows (``init-basic`` is always evaluated when any row needs
     THS). ``train.model`` is the top-level ``model``; ``eval`` settings apply to every row.
     ``representations``: the base model's question representations for the report's t-SNE
-    and CRSS (``null`` skips the stage). ``parallel``: shards for the probe and the
-    evaluations, a launcher for the trainings (:class:`ParallelConfig`).
+    and CRSS (``null`` skips the stage). ``against``: results.md sets every row against these
+    rows, where the run has them, on the same questions (ΔTHS with its paired-bootstrap
+    interval and p-value; ``eval.bootstrap`` sets the bootstrap). ``parallel``: shards for
+    the probe and the evaluations, a launcher for the trainings (:class:`ParallelConfig`).
     """
 
     run_dir: str = option("runs/rait", help="the run directory (default: the config's run_dir)")
@@ -188,6 +197,7 @@ class PipelineConfig:
     eval: dict[str, Any] = field(default_factory=dict)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     title: str | None = None
+    against: list[str] = field(default_factory=lambda: list(DEFAULT_AGAINST))
 
     def validate(self) -> None:
         if not self.methods and not self.baselines:
@@ -457,10 +467,18 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
         for method in rows:
             results.append(load_results([layout.metrics(test.name, method)])[0])
     title = cfg.title or f"{cfg.model.name}: {', '.join(t.name for t in cfg.tests)}"
-    table = results_table(results, title=title)
+    present = {r["method"] for r in results}
+    against = [a for a in cfg.against if a in present]
+    # the evaluations' bootstrap settings (`eval: {bootstrap: ...}`), for the paired intervals
+    bootstrap = next(iter(stages["eval"].values())).bootstrap
+    comparisons = [c for a in against for c in paired_comparisons(results, a, bootstrap)]
+    table = "\n\n".join(
+        [results_table(results, title=title)]
+        + [paired_table([c for c in comparisons if c["against"] == a]) for a in against]
+    )
     with atomic_open(layout.results_md) as handle:
         handle.write(table + "\n")
-    summary = results_json(results) | {
+    summary = results_json(results, comparisons) | {
         "title": title,
         "methods": cfg.methods,
         "baselines": cfg.baselines,

@@ -2,8 +2,14 @@
 
 What it shows (everything read from the run directory that ``rait run`` / ``rait demo`` wrote):
 
-* **the results table**: Pc, Pw, THS per test set (×100), and Pr, AP, ECE;
-* **the Pc–Pw plane** per test set: the base model (Init-Basic) and every row, with the THS
+* **the results table**: Pc, Pw, Pr, THS and the refusal precision per test set (×100), each
+  with its paired-bootstrap interval, and AP, ECE; the papers' printed rows with
+  ``--reference``; every row against Init-Refuse and Cor-RAIT on the same questions (ΔTHS, its
+  interval and p-value; ``--against``);
+* **the knowledge quadrants**: per row, its answers split by whether Init-Basic knew the
+  question and by the row's verdict (good refusals, over-refusals, hallucinations kept);
+* **the Pc–Pw plane** per test set: the base model (Init-Basic) and every row with its
+  intervals as error bars, with the THS
   iso-lines. THS = (Pc·Pw0 − Pw·Pc0) / Pw0 is constant on the lines Pc = THS + Pw·Pc0/Pw0,
   parallel to the line from the origin through the base model (THS = 0); up and to the left
   is better;
@@ -31,18 +37,35 @@ import base64
 import html
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rait.artifacts import PREDICTIONS_FILE, RunLayout
+from rait.artifacts import METRICS_FILE, PREDICTIONS_FILE, RunLayout
 from rait.cliargs import option
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import atomic_open, read_jsonl_rows
 from rait.metrics import crss
+from rait.references import reference_names, reference_rows
 from rait.representations import load_representations
-from rait.results import table_columns
+from rait.results import (
+    DEFAULT_AGAINST,
+    cell,
+    interval_note,
+    paired_comparisons,
+    paired_rows,
+    table_columns,
+)
+from rait.uncertainty import BootstrapConfig
 
+QUADRANT_STYLE = {  # (label, colour): knowledge of the base model → the method's verdict
+    "known_correct": ("known → correct", "#2b8a3e"),
+    "known_wrong": ("known → wrong", "#ffa94d"),
+    "known_refused": ("known → refused (over-refusal)", "#fab005"),
+    "unknown_refused": ("unknown → refused (good refusal)", "#4dabf7"),
+    "unknown_wrong": ("unknown → wrong (hallucination)", "#e03131"),
+    "unknown_correct": ("unknown → correct", "#8ce99a"),
+}
 KIND_COLOURS = {"van": "#2b8a3e", "idk": "#e8590c", "dropped": "#ced4da"}
 KIND_LABELS = {"van": "kept (answer)", "idk": "refusal", "dropped": "left out"}
 
@@ -60,8 +83,23 @@ class ReportConfig:
     seed: int = 0
     tau_sim: float = option(0.97, help="CRSS similarity threshold")
     tsne_points: int = option(2000, help="the most questions the t-SNE embeds, a seeded sample")
+    against: list[str] = option(
+        default_factory=lambda: list(DEFAULT_AGAINST),
+        help="paired comparisons of every row against these methods, where the run has them",
+    )
+    reference: list[str] = option(
+        default_factory=list, help="the papers' printed rows beside the run's (rait.references)"
+    )
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
     def validate(self) -> None:
+        self.bootstrap.validate()
+        for name in self.reference:
+            if name not in reference_names():
+                raise ConfigError(
+                    f"report: no reference table {name!r}; the tables are: "
+                    f"{', '.join(reference_names())}"
+                )
         if self.n_examples < 0:
             raise ConfigError(f"report: n_examples must be >= 0, got {self.n_examples}")
         if not -1 <= self.tau_sim <= 1:
@@ -197,6 +235,19 @@ def plot_pc_pw_plane(metrics: list[dict], path: Path) -> Path:
         for m in rows:
             colour = colour_of(m["method"])
             star = m.get("base_method", m["method"]) == "init-basic"
+            ci = m.get("ci") or {}
+            if ci.get("pc") and ci.get("pw"):  # the 95 % intervals of Pw and Pc
+                ax.errorbar(
+                    m["pw"],
+                    m["pc"],
+                    xerr=[[m["pw"] - ci["pw"]["low"]], [ci["pw"]["high"] - m["pw"]]],
+                    yerr=[[m["pc"] - ci["pc"]["low"]], [ci["pc"]["high"] - m["pc"]]],
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=0.8,
+                    alpha=0.6,
+                    zorder=2,
+                )
             ax.scatter(
                 m["pw"],
                 m["pc"],
@@ -247,6 +298,42 @@ def plot_reliability(metrics: list[dict], path: Path) -> Path:
         ax.grid(alpha=0.2)
     panels[-1][0].legend(fontsize=7, loc="upper left")
     return _save(fig, path)
+
+
+def plot_quadrants(metrics: list[dict], path: Path) -> Path | None:
+    """One panel per test set, a stacked bar per row: the share of questions in each knowledge
+    quadrant (:func:`rait.metrics.knowledge_quadrants`), the refusal precision beside it."""
+    rows = [m for m in metrics if m.get("quadrants")]
+    if not rows:
+        return None
+    plt = _figure()
+    tests = table_columns(rows)
+    methods = methods_of(rows)
+    fig, axes = plt.subplots(
+        1, len(tests), figsize=(6.0 * len(tests), 0.42 * len(methods) + 1.6), squeeze=False
+    )
+    for ax, (test, role) in zip(axes[0], tests, strict=True):
+        by = {m["method"]: m for m in rows if m["test_set"] == test}
+        for y, method in enumerate(methods):
+            m = by.get(method)
+            if m is None:
+                continue
+            q, left = m["quadrants"], 0.0
+            for key, (label, colour) in QUADRANT_STYLE.items():
+                width = q[key] / m["n"]
+                ax.barh(y, width, left=left, color=colour, label=label if y == 0 else None)
+                left += width
+            precision = q.get("refusal_precision")
+            if precision is not None:
+                ax.text(1.01, y, f"{100 * precision:.0f}%", va="center", fontsize=7)
+        ax.set_yticks(range(len(methods)), methods, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of the test questions (right: refusal precision)", fontsize=8)
+        ax.set_title(f"{test} ({role.upper()}): known / unknown to Init-Basic", fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    return _save(fig, path, bottom=0.55 / fig.get_figheight())
 
 
 def knowledge_map(run_dir: Path, methods: list[str]) -> dict[str, Any] | None:
@@ -462,17 +549,37 @@ def table_rows(metrics: list[dict]) -> tuple[list[str], list[list[str]]]:
     tests = table_columns(metrics)
     header = ["method"]
     for test, role in tests:
-        header += [f"{test} ({role.upper()}) Pc↑", "Pw↓", "Pr", "THS↑", "AP↑", "ECE↓"]
+        header += [f"{test} ({role.upper()}) Pc↑", "Pw↓", "Pr", "THS↑", "Prec.↑", "AP↑", "ECE↓"]
     by_key = {(m["method"], m["test_set"]): m for m in metrics}
     body = []
     for method in methods_of(metrics):
         row = [method]
         for test, _role in tests:
             m = by_key.get((method, test))
-            keys = ("pc", "pw", "pr", "ths", "ap", "ece")
-            row += [_pct(m.get(k)) if m else "–" for k in keys]
+            if m is None:
+                row += ["–"] * 7
+                continue
+            row += [cell(m, k) for k in ("pc", "pw", "pr", "ths", "refusal_precision")]
+            row += [_pct(m.get(k)) for k in ("ap", "ece")]
         body.append(row)
     return header, body
+
+
+def report_paired(metrics: list[dict], against: list[str], cfg: BootstrapConfig) -> list[dict]:
+    """The paired comparisons against each ``against`` method the run has."""
+    rows = [m | {"_file": str(m["_dir"] / METRICS_FILE)} for m in metrics if "_dir" in m]
+    present = {m["method"] for m in rows}
+    return [c for a in against if a in present for c in paired_comparisons(rows, a, cfg)]
+
+
+def html_paired_table(comparisons: list[dict]) -> str:
+    """One paired comparison table (against one method) as HTML, with its heading and note."""
+    header, body, note = paired_rows(comparisons)
+    return (
+        f"<h3>Paired against {html.escape(comparisons[0]['against'])}</h3>"
+        + _html_table(header, body)
+        + f"<p class='note'>{html.escape(note)}</p>"
+    )
 
 
 def _markdown_table(header: list[str], body: list[list[str]]) -> str:
@@ -561,6 +668,20 @@ def run_report(cfg: ReportConfig) -> dict[str, str]:
                 plot_representation_map(rmap, out / "representations_tsne.png"),
             )
         )
+    quadrants = plot_quadrants(metrics, out / "quadrants.png")
+    if quadrants is not None:
+        figures.insert(
+            1,
+            (
+                "Knowledge quadrants",
+                "Each test question is known (Init-Basic answered it correctly) or unknown; "
+                "each bar splits a row's answers by that and by its own verdict. Blue is a "
+                "good refusal, yellow an over-refusal, red a hallucination kept. The "
+                "percentage is the refusal precision: the share of the row's refusals that "
+                "fall on unknown questions.",
+                quadrants,
+            ),
+        )
     figures.append(
         (
             "Reliability",
@@ -570,16 +691,43 @@ def run_report(cfg: ReportConfig) -> dict[str, str]:
         )
     )
     changed = changed_answers(metrics, cfg.n_examples, cfg.seed)
-    header, body = table_rows(metrics)
+    paired = report_paired(metrics, cfg.against, cfg.bootstrap)
+    tests = [t for t, _ in table_columns(metrics)]
+    model = next((m.get("model") for m in metrics if m.get("model")), None)
+    refs = [r for name in cfg.reference for r in reference_rows(name, tests, model)]
+    header, body = table_rows(metrics + refs)
     title = results.get("title") or f"rait report: {run_dir}"
-    md = [f"# {title}", "", f"Run directory: `{run_dir}`", "", _markdown_table(header, body), ""]
+    note = interval_note(metrics) or ""
+    md = [
+        f"# {title}",
+        "",
+        f"Run directory: `{run_dir}`",
+        "",
+        _markdown_table(header, body),
+        "",
+        note,
+        "",
+    ]
     page = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='note'>Run directory: <code>{html.escape(str(run_dir))}</code>. "
-        "Pc, Pw, Pr, THS, AP and ECE ×100; THS against Init-Basic on the same test set.</p>",
+        "Pc, Pw, Pr, THS, AP and ECE ×100; THS against Init-Basic on the same test set. "
+        f"{html.escape(note)}</p>",
         "<h2>Results</h2>",
         _html_table(header, body),
     ]
+    for against in dict.fromkeys(c["against"] for c in paired):
+        group = [c for c in paired if c["against"] == against]
+        p_header, p_body, p_note = paired_rows(group)
+        md += [
+            f"### Paired against {against}",
+            "",
+            _markdown_table(p_header, p_body),
+            "",
+            p_note,
+            "",
+        ]
+        page.append(html_paired_table(group))
     for heading, caption, path in figures:
         md += [f"## {heading}", "", caption, "", f"![{heading}]({path.name})", ""]
         page += html_figure(heading, path, caption)

@@ -47,12 +47,19 @@ from rait.config import config_to_dict
 from rait.distributed import Processes
 from rait.errors import ConfigError, DataError, Location, RaitError
 from rait.fileio import read_json, read_jsonl_rows, write_json
-from rait.models import ModelConfig, load_model, render_prompt, resolve_device
+from rait.models import (
+    ModelConfig,
+    cpu_has_native_bf16,
+    load_model,
+    render_prompt,
+    resolve_device,
+)
 from rait.rundir import Stage
 
 #: what ``pip install rait[logging]`` brings for each logger of ``report_to``
 LOGGER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
 FINETUNING = ("lora", "full")
+PRECISIONS = ("auto", "bf16", "fp32")
 LOSS_REDUCTIONS = ("sample", "token")
 
 
@@ -96,12 +103,22 @@ class TrainConfig:
     logging_steps: int = 5
     report_to: str = option("none", help="trainer loggers: none, tensorboard, wandb, ...")
     seed: int = option(0, help="training seed")
+    precision: str = option(
+        "auto",
+        help="bf16 autocast over fp32 weights, or fp32; auto: bf16 on a GPU that supports it "
+        "and on a CPU with bf16 instructions (AVX512-BF16, AMX), fp32 elsewhere",
+        choices=PRECISIONS,
+    )
 
     def validate(self) -> None:
         checks = [
             (
                 self.finetuning in FINETUNING,
                 f"finetuning must be one of {', '.join(FINETUNING)}, got {self.finetuning!r}",
+            ),
+            (
+                self.precision in PRECISIONS,
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
             ),
             (
                 self.loss_reduction in LOSS_REDUCTIONS,
@@ -535,6 +552,21 @@ def _load_for_training(cfg: TrainConfig):
     return lm, model
 
 
+def training_bf16(cfg: TrainConfig, device: str) -> bool:
+    """Whether the training runs in bf16 autocast (weights and optimizer stay fp32)."""
+    import torch
+
+    if cfg.precision == "fp32":
+        return False
+    if device.startswith("cuda"):
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        supported = cfg.precision == "bf16" or cpu_has_native_bf16()
+    if cfg.precision == "bf16" and not supported:
+        raise ConfigError(f"train.precision is bf16 but {device} does not support bfloat16")
+    return supported
+
+
 def build_trainer(
     cfg: TrainConfig,
     examples: list[TrainExample],
@@ -546,7 +578,6 @@ def build_trainer(
     """The TRL trainer for ``examples``: WeightedSFTTrainer, or TRL's plain SFTTrainer with
     ``weighted=False`` (the benchmark's baseline)."""
     import datasets
-    import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -554,7 +585,7 @@ def build_trainer(
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(cfg.model.device)
-    bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    bf16 = training_bf16(cfg, device)
     args = SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -698,6 +729,7 @@ def _train(cfg: TrainConfig, rows: list[dict], stage: Stage, procs: Processes, l
                 "all_one": all(e.weight == 1.0 for e in examples),
             },
             "finetuning": cfg.finetuning,
+            "precision": "bf16" if trainer.args.bf16 else "fp32",
             "processes": trainer.args.world_size,
             "distributed": str(trainer.accelerator.distributed_type.value),
             "steps": trainer.state.global_step,
@@ -720,7 +752,8 @@ def _train(cfg: TrainConfig, rows: list[dict], stage: Stage, procs: Processes, l
 def format_summary(s: dict) -> str:
     """A finished training's summary in two lines."""
     return (
-        f"trained on {s['n_samples']} samples ({s['steps']} steps, {s['seconds']:.0f}s, "
+        f"trained on {s['n_samples']} samples ({s['steps']} steps, {s.get('precision', 'fp32')}, "
+        f"{s['seconds']:.0f}s, "
         f"{s['samples_per_second']:.2f} samples/s): mean loss {s['train_loss']:.3f}, first "
         f"logged {s['first_loss']:.3f}, last logged {s['last_loss']:.3f}\n"
         f"model in {s['output']} (rait eval --adapter / --model)"
