@@ -104,3 +104,26 @@ def test_one_run_against_one_of_its_methods(runs, tmp_path, capsys):
     assert "<h3>Paired against run · init-basic</h3>" in (out / "compare.html").read_text()
     assert main(["compare", str(first), "--against", "grait", "--out", str(out)]) == 2
     assert "no run has a row 'grait'" in capsys.readouterr().err
+
+
+def test_compare_puts_a_papers_rows_in_the_table_not_on_the_plane(runs, tmp_path, monkeypatch):
+    """A run whose test sets are the papers' gets their printed rows beside its own."""
+    from rait import compare as C
+
+    first, _ = runs
+    fake = [
+        r | {"test_set": "wf-id", "role": "id"}
+        for r in C.reference_rows("grait-table2", ["mmlu-val"], "x")[:3]
+    ]
+    monkeypatch.setattr(C, "reference_rows", lambda name, tests, model: fake)
+    plotted = []
+    real_plot = C.plot_pc_pw_plane
+    monkeypatch.setattr(C, "plot_pc_pw_plane", lambda m, p: plotted.append(m) or real_plot(m, p))
+    out = tmp_path / "c"
+    run_compare(CompareConfig(runs=[str(first)], reference=["grait-table2"], out=str(out)))
+    markdown = (out / "compare.md").read_text()
+    assert "| grait-table2 · LLaMA2-7B-Chat · init-basic |" in markdown
+    assert "printed in Zhu et al." in markdown
+    assert not any("reference" in m for m in plotted[0])
+    data = json.loads((out / "compare.json").read_text())
+    assert len(data["references"]) == 3 and data["references"][0]["reference"]["name"]

@@ -26,7 +26,7 @@ def test_the_built_in_demo_runs_the_headline_methods_within_the_sizes_of_a_cpu()
     assert cfg.methods == ["van-tuning", "cor-rait", "craft", "grait"]
     assert cfg.baselines == ["init-basic", "init-refuse"]
     assert cfg.model.name == "smollm2-135m-instruct" and cfg.world_facts is not None
-    assert cfg.data.sample == 200 and [t.data.sample for t in cfg.tests] == [300, 100]
+    assert cfg.data.sample == 200 and [t.data.sample for t in cfg.tests] == [None, 100]
     assert cfg.build["n_van"] == cfg.build["n_idk"] == 45
     assert cfg.against == ["init-refuse", "cor-rait"]
 

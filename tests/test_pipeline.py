@@ -197,6 +197,8 @@ def test_cli_run_with_overrides(tmp_path, tiny_model_dir, capsys):
         ({"build": {"tau_mu": 2.0}}, "tau_mu must be in"),
         ({"world_facts": None}, "world_facts data source has no path"),
         ({"bogus": 1}, "unknown key.*bogus"),
+        ({"against": ["grait"]}, "against: 'grait' is not a row of this run"),
+        ({"eval": {"bootstrap": {"n_resamples": 5}}}, "bootstrap.n_resamples must be"),
     ],
 )
 def test_bad_configs_are_one_clear_error_before_anything_runs(

@@ -122,3 +122,25 @@ def test_rait_table_prints_a_reference_with_its_flags(capsys):
     misprint = next(x for x in out.splitlines() if "LLaMA2-7B-Chat · init-refuse |" in x)
     assert "3.9 †" in misprint
     assert "no intervals" in out
+
+
+def test_every_reference_row_names_a_registered_method_or_baseline():
+    from rait.methods import row_order
+
+    for name in reference_names():
+        for row in load_reference(name)["rows"]:
+            assert row["method"] in row_order(), (name, row["printed_method"])
+    grait = load_reference("grait-table2")["rows"]
+    printed = {r["printed_method"] for r in grait if r["method"] == "cor-rait"}
+    assert printed == {"R-Tuning"}  # GRAIT prints its Cor-RAIT baseline as R-Tuning
+
+
+def test_two_references_keep_their_own_printed_order():
+    from rait.results import _row_order
+
+    rows = reference_rows("grait-table2", ["mmlu-val"], "meta-llama/Meta-Llama-3-8B-Instruct")
+    rows += reference_rows("craft-table2", ["mmlu-val"], "meta-llama/Meta-Llama-3-8B-Instruct")
+    order = _row_order(rows)
+    assert order[0] == "grait-table2 · LLaMA3-8B-Instruct · init-basic"
+    assert order[8] == "craft-table2 · LLaMA3-8B-Instruct · init-basic"
+    assert all(m.startswith("grait-table2") for m in order[:8])

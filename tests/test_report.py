@@ -293,3 +293,8 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     cmd[-2], cmd[-1] = f"--screenshot={tmp_path / 'broken.png'}", broken.resolve().as_uri()
     subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert _pixels_of(imread(tmp_path / "broken.png"), KIND_COLOURS["idk"]) == 0
+
+
+def test_a_named_against_row_the_run_lacks_is_an_error(run, tmp_path):
+    with pytest.raises(ConfigError, match="grait: not a row of this run"):
+        run_report(ReportConfig(run_dir=str(run), out=str(tmp_path / "r"), against=["grait"]))

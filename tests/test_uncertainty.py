@@ -3,8 +3,6 @@ exact binomial distribution of a resampled rate, and scipy.stats.bootstrap on qu
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -178,7 +176,7 @@ def test_p_value_is_two_sided_and_never_zero():
     assert p_value(np.ones(999)) == pytest.approx(1 / 1000)  # (1 + 2·0) / (B + 1)
     assert p_value(np.zeros(999)) == 1.0
     assert p_value(np.r_[np.ones(900), -np.ones(99)]) == pytest.approx(199 / 1000)
-    assert math.isnan(p_value(np.full(10, np.nan)))
+    assert p_value(np.full(10, np.nan)) is None
 
 
 def test_undefined_redraws_are_left_out_and_counted():
@@ -207,6 +205,12 @@ def test_bad_inputs_and_settings_are_clear_errors():
         intervals(["correct"], cfg=BootstrapConfig(confidence=1.0))
     with pytest.raises(ConfigError, match="n_resamples"):
         intervals(["correct"], cfg=BootstrapConfig(n_resamples=10))
+    with pytest.raises(ConfigError, match="n_resamples"):
+        intervals(["correct"], cfg=BootstrapConfig(n_resamples=10**9))
+    with pytest.raises(ConfigError, match="seed"):
+        intervals(["correct"], cfg=BootstrapConfig(seed=-1))
+    with pytest.raises(ConfigError, match="confidence"):
+        intervals(["correct"], cfg=BootstrapConfig(confidence="high"))
 
 
 def test_a_wider_confidence_gives_a_wider_interval():

@@ -34,7 +34,7 @@ from rait.report import (
     plot_pc_pw_plane,
     table_rows,
 )
-from rait.results import paired_comparisons, paired_table
+from rait.results import interval_note, paired_comparisons, paired_table, reference_note
 from rait.uncertainty import BootstrapConfig
 
 
@@ -149,17 +149,22 @@ def run_compare(cfg: CompareConfig) -> dict[str, str]:
     """Write compare.md, compare.html and compare.json; returns their paths."""
     metrics = compare_metrics(cfg)
     paired = compare_paired(cfg)
-    metrics += _reference_rows(cfg, metrics)
+    references = _reference_rows(cfg, metrics)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     title = cfg.title or "rait compare: " + ", ".join(cfg.labels())
-    header, body = table_rows(metrics)
+    header, body = table_rows(metrics + references)
+    # the plane holds the runs only: a paper's rows have another base model and no run
     plane = plot_pc_pw_plane(metrics, out / "pc_pw_plane.png")
     pairs = list(zip(cfg.labels(), cfg.runs, strict=True))
     runs = ", ".join(f"{label} = {run}" for label, run in pairs)
-    note = (
-        f"Runs: {runs}. Pc, Pw, Pr, THS, AP and ECE ×100; each row's THS is against its own "
-        "run's Init-Basic."
+    notes = [interval_note(metrics), reference_note(references)]
+    note = " ".join(
+        [
+            f"Runs: {runs}. Pc, Pw, Pr, THS, AP and ECE ×100; each row's THS is against its "
+            "own run's Init-Basic.",
+            *[n for n in notes if n],
+        ]
     )
     with atomic_open(out / "compare.md") as handle:
         handle.write(
@@ -197,6 +202,10 @@ def run_compare(cfg: CompareConfig) -> dict[str, str]:
             "rows": [
                 {"run": m["run"], "method": m["base_method"]} | {k: m.get(k) for k in keep}
                 for m in metrics
+            ],
+            "references": [
+                {k: r.get(k) for k in ("test_set", "role", "pc", "pw", "pr", "ths", "reference")}
+                for r in references
             ],
             "paired": paired,
         },

@@ -1,12 +1,13 @@
-"""``rait demo``: the README's main job, every method on the offline default.
+"""``rait demo``: the README's main job, the papers' headline methods on the offline default.
 
 The demo is :func:`rait.pipeline.run_pipeline` on ``configs/demo.yaml`` (read from the
 package, :func:`demo_config_path`): the offline world-facts set, the offline default model
 (SmolLM2-135M-Instruct, on CPU), a shared probe of 200 training questions, CRaFT's rehearsal,
-GRAIT's influence at a rank-8 warm-up LoRA, and for every data-construction method a 40 + 10
-sample set, a LoRA trained for 2 epochs and an evaluation on 100 in-domain and 100
-out-of-domain test questions, next to the two baselines. The sizes are chosen so that the
-whole run fits in 45 minutes on a 2-core CPU (timed in the README).
+GRAIT's influence at a rank-8 warm-up LoRA, and for Van-Tuning, Cor-RAIT, CRaFT and GRAIT a
+45 + 45 sample set, a LoRA trained for 3 epochs (68 steps) and an evaluation on all 564
+in-domain and 100 out-of-domain test questions, next to the two baselines; ``rait demo --all``
+adds every other method. The sizes are chosen to teach refusal within 45 minutes on a 2-core
+CPU (timed in the README; docs/pipeline.md#the-demo).
 
 After the run it prints the knowledge map of the probed questions, the results table and
 example answers that changed between the base model (Init-Refuse) and the trained models.

@@ -200,6 +200,14 @@ class PipelineConfig:
     against: list[str] = field(default_factory=lambda: list(DEFAULT_AGAINST))
 
     def validate(self) -> None:
+        if list(self.against) != list(DEFAULT_AGAINST):  # named by the user: must be a row
+            rows = {*self.methods, *self._baselines()}
+            for name in self.against:
+                if name not in rows:
+                    raise ConfigError(
+                        f"against: {name!r} is not a row of this run (rows: "
+                        f"{', '.join(sorted(rows))})"
+                    )
         if not self.methods and not self.baselines:
             raise ConfigError("nothing to run: `methods` and `baselines` are both empty")
         for name in self.methods:
@@ -468,7 +476,7 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
             results.append(load_results([layout.metrics(test.name, method)])[0])
     title = cfg.title or f"{cfg.model.name}: {', '.join(t.name for t in cfg.tests)}"
     present = {r["method"] for r in results}
-    against = [a for a in cfg.against if a in present]
+    against = [a for a in cfg.against if a in present]  # the defaults: those the run has
     # the evaluations' bootstrap settings (`eval: {bootstrap: ...}`), for the paired intervals
     bootstrap = next(iter(stages["eval"].values())).bootstrap
     comparisons = [c for a in against for c in paired_comparisons(results, a, bootstrap)]

@@ -54,6 +54,7 @@ from rait.results import (
     interval_note,
     paired_comparisons,
     paired_rows,
+    reference_note,
     table_columns,
 )
 from rait.uncertainty import BootstrapConfig
@@ -236,7 +237,7 @@ def plot_pc_pw_plane(metrics: list[dict], path: Path) -> Path:
             colour = colour_of(m["method"])
             star = m.get("base_method", m["method"]) == "init-basic"
             ci = m.get("ci") or {}
-            if ci.get("pc") and ci.get("pw"):  # the 95 % intervals of Pw and Pc
+            if ci.get("pc") and ci.get("pw"):  # the intervals of Pw and Pc
                 ax.errorbar(
                     m["pw"],
                     m["pc"],
@@ -319,20 +320,24 @@ def plot_quadrants(metrics: list[dict], path: Path) -> Path | None:
             if m is None:
                 continue
             q, left = m["quadrants"], 0.0
-            for key, (label, colour) in QUADRANT_STYLE.items():
-                width = q[key] / m["n"]
-                ax.barh(y, width, left=left, color=colour, label=label if y == 0 else None)
-                left += width
-            precision = q.get("refusal_precision")
+            total = sum(q[key] for key in QUADRANT_STYLE)
+            for key, (_label, colour) in QUADRANT_STYLE.items():
+                ax.barh(y, q[key] / total, left=left, color=colour)
+                left += q[key] / total
+            precision, recall = q.get("refusal_precision"), q.get("refusal_recall")
             if precision is not None:
-                ax.text(1.01, y, f"{100 * precision:.0f}%", va="center", fontsize=7)
+                text = f"P {100 * precision:.0f}%"
+                text += f" R {100 * recall:.0f}%" if recall is not None else ""
+                ax.text(1.01, y, text, va="center", fontsize=7)
         ax.set_yticks(range(len(methods)), methods, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
-        ax.set_xlabel("share of the test questions (right: refusal precision)", fontsize=8)
+        ax.set_xlabel("share of the test questions (right: refusal precision, recall)", fontsize=8)
         ax.set_title(f"{test} ({role.upper()}): known / unknown to Init-Basic", fontsize=9)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colour, label=label) for label, colour in QUADRANT_STYLE.values()]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
     return _save(fig, path, bottom=0.55 / fig.get_figheight())
 
 
@@ -566,9 +571,17 @@ def table_rows(metrics: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def report_paired(metrics: list[dict], against: list[str], cfg: BootstrapConfig) -> list[dict]:
-    """The paired comparisons against each ``against`` method the run has."""
+    """The paired comparisons against each ``against`` method: the defaults where the run has
+    them; a method named by the user that the run lacks is an error."""
     rows = [m | {"_file": str(m["_dir"] / METRICS_FILE)} for m in metrics if "_dir" in m]
     present = {m["method"] for m in rows}
+    if list(against) != list(DEFAULT_AGAINST):
+        missing = [a for a in against if a not in present]
+        if missing:
+            raise ConfigError(
+                f"report: --against {', '.join(missing)}: not a row of this run (rows: "
+                f"{', '.join(sorted(present))})"
+            )
     return [c for a in against if a in present for c in paired_comparisons(rows, a, cfg)]
 
 
@@ -677,8 +690,9 @@ def run_report(cfg: ReportConfig) -> dict[str, str]:
                 "Each test question is known (Init-Basic answered it correctly) or unknown; "
                 "each bar splits a row's answers by that and by its own verdict. Blue is a "
                 "good refusal, yellow an over-refusal, red a hallucination kept. The "
-                "percentage is the refusal precision: the share of the row's refusals that "
-                "fall on unknown questions.",
+                "numbers are the refusal precision (P: the share of the row's refusals that "
+                "fall on unknown questions) and recall (R: the share of unknown questions "
+                "refused).",
                 quadrants,
             ),
         )
@@ -697,7 +711,7 @@ def run_report(cfg: ReportConfig) -> dict[str, str]:
     refs = [r for name in cfg.reference for r in reference_rows(name, tests, model)]
     header, body = table_rows(metrics + refs)
     title = results.get("title") or f"rait report: {run_dir}"
-    note = interval_note(metrics) or ""
+    note = " ".join(n for n in (interval_note(metrics), reference_note(refs)) if n)
     md = [
         f"# {title}",
         "",

@@ -131,11 +131,15 @@ def _method_rank(method: str) -> tuple[int, str]:
 def _row_order(results: Sequence[dict]) -> list[str]:
     """The table's rows: a run's methods in the papers' order, then reference rows in their
     printed order (``_order``)."""
-    printed = {r["method"]: r["_order"] for r in results if "_order" in r}
-    methods = {r["method"] for r in results}
+    tables = list(dict.fromkeys(r["reference"]["name"] for r in results if "_order" in r))
+    printed = {
+        r["method"]: (tables.index(r["reference"]["name"]), r["_order"])
+        for r in results
+        if "_order" in r
+    }
     return sorted(
-        methods,
-        key=lambda m: (1, printed[m], "") if m in printed else (0, *_method_rank(m)),
+        {r["method"] for r in results},
+        key=lambda m: (1, *printed[m], m) if m in printed else (0, *_method_rank(m), 0, ""),
     )
 
 
@@ -187,7 +191,8 @@ def interval_note(results: Sequence[dict]) -> str | None:
     return (
         f"[low, high]: {100 * ci['confidence']:g} % paired-bootstrap interval over the test "
         f"questions (percentile, B = {ci['n_resamples']:,}, seed {ci['seed']}). Prec.: "
-        "refusal precision, the share of refusals on questions Init-Basic got wrong."
+        "refusal precision, the share of refusals on questions Init-Basic did not answer "
+        "correctly."
     )
 
 
@@ -254,6 +259,8 @@ def _base_file(results: Sequence[dict], row: dict) -> str:
     source = (row.get("baseline") or {}).get("source")
     if source and (Path(source) / PREDICTIONS_FILE).is_file():
         return str(Path(source) / METRICS_FILE)
+    if source and Path(source).name == PREDICTIONS_FILE and Path(source).is_file():
+        return str(Path(source).parent / METRICS_FILE)
     raise DataError(
         f"no Init-Basic evaluation of test set {row['test_set']!r} to measure THS against: "
         "add its eval folder",
@@ -331,7 +338,8 @@ def paired_rows(comparisons: Sequence[dict]) -> tuple[list[str], list[list[str]]
         f"Δ = the row minus {against} on the same questions, ×100, with its "
         f"{100 * first['confidence']:g} % paired-bootstrap interval (B = "
         f"{first['n_resamples']:,}, Init-Basic's verdicts redrawn with both); p: two-sided "
-        "bootstrap p-value; * the interval excludes 0."
+        "bootstrap p-value; * the interval excludes 0 (each comparison on its own: not "
+        "corrected for the number of comparisons in the table)."
     )
     return header, body, note
 
@@ -365,11 +373,15 @@ def results_json(results: Sequence[dict], comparisons: Sequence[dict] | None = N
         "ci",
         "quadrants",
     )
+    order = _row_order(results)
+    rows = sorted(results, key=lambda r: (order.index(r["method"]), r["test_set"]))
     out = {
         "columns": [{"test_set": t, "role": r} for t, r in table_columns(results)],
         "rows": [
-            {k: r.get(k) for k in keep} | {"source": r["_file"]}
-            for r in sorted(results, key=lambda r: (_method_rank(r["method"]), r["test_set"]))
+            {k: r.get(k) for k in keep}
+            | {"source": r["_file"]}
+            | ({"reference": r["reference"]} if "reference" in r else {})
+            for r in rows
         ],
     }
     if comparisons:

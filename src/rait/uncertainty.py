@@ -32,7 +32,6 @@ defined, and the interval says how many were left out.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +42,8 @@ from rait.errors import ConfigError
 from rait.metrics import MetricError, rates
 
 ESTIMATOR = "paired bootstrap, percentile interval"
+#: B × (verdict tuples) counts are held in memory: 10^7 × 27 int64 is 2 GB
+MAX_RESAMPLES = 10_000_000
 
 
 @dataclass
@@ -54,10 +55,15 @@ class BootstrapConfig:
     seed: int = option(0, help="seed of the redraws")
 
     def validate(self) -> None:
-        if isinstance(self.confidence, bool) or not 0 < self.confidence < 1:
-            raise ConfigError(f"bootstrap.confidence must be in (0, 1), got {self.confidence!r}")
-        if isinstance(self.n_resamples, bool) or self.n_resamples < 100:
-            raise ConfigError(f"bootstrap.n_resamples must be >= 100, got {self.n_resamples!r}")
+        c, b, seed = self.confidence, self.n_resamples, self.seed
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < 1:
+            raise ConfigError(f"bootstrap.confidence must be in (0, 1), got {c!r}")
+        if isinstance(b, bool) or not isinstance(b, int) or not 100 <= b <= MAX_RESAMPLES:
+            raise ConfigError(
+                f"bootstrap.n_resamples must be an integer in [100, {MAX_RESAMPLES:,}], got {b!r}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"bootstrap.seed must be an integer >= 0, got {seed!r}")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -187,14 +193,15 @@ def intervals(
 
 
 # --------------------------------------------------------------------------- two methods
-def p_value(deltas: Any) -> float:
-    """Two-sided bootstrap p-value of a paired difference (the module docstring)."""
+def p_value(deltas: Any) -> float | None:
+    """Two-sided bootstrap p-value of a paired difference (the module docstring); None when no
+    redraw defines the difference."""
     import numpy as np
 
     deltas = np.asarray(deltas, dtype=np.float64)
     deltas = deltas[np.isfinite(deltas)]
     if deltas.size == 0:
-        return math.nan
+        return None
     tail = min(int((deltas <= 0).sum()), int((deltas >= 0).sum()))
     return min(1.0, (1 + 2 * tail) / (deltas.size + 1))
 
@@ -261,6 +268,6 @@ def format_interval(
 def format_p(p: float | None) -> str:
     """A p-value for a table: three decimals, or two significant digits below 0.001 (the
     smallest is 1 / (B + 1), about 1e-4 at B = 10,000)."""
-    if p is None or math.isnan(p):
+    if p is None:
         return "–"
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"

@@ -85,9 +85,9 @@ def check_row(row: dict, rows: list[dict]) -> dict[str, Any]:
     args = (row["pc"], row["pw"], base["pc"], base["pw"])
     try:
         value = ths(*args, rounding=ROUNDING)
+        low, high = ths_rounding_range(*args, ROUNDING)
     except MetricError as exc:
         return {"recomputed": None, "reproduced": False, "why": str(exc)}
-    low, high = ths_rounding_range(*args, ROUNDING)
     half = ROUNDING / 2 + 1e-12
     ok = low - half <= row["ths"] <= high + half
     why = (
