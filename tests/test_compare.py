@@ -109,13 +109,14 @@ def test_one_run_against_one_of_its_methods(runs, tmp_path, capsys):
 def test_compare_puts_a_papers_rows_in_the_table_not_on_the_plane(runs, tmp_path, monkeypatch):
     """A run whose test sets are the papers' gets their printed rows beside its own."""
     from rait import compare as C
+    from rait.references import reference_rows
 
     first, _ = runs
     fake = [
         r | {"test_set": "wf-id", "role": "id"}
-        for r in C.reference_rows("grait-table2", ["mmlu-val"], "x")[:3]
+        for r in reference_rows("grait-table2", ["mmlu-val"], "x")[:3]
     ]
-    monkeypatch.setattr(C, "reference_rows", lambda name, tests, model: fake)
+    monkeypatch.setattr(C, "rows_beside", lambda names, results: fake)
     plotted = []
     real_plot = C.plot_pc_pw_plane
     monkeypatch.setattr(C, "plot_pc_pw_plane", lambda m, p: plotted.append(m) or real_plot(m, p))

@@ -144,3 +144,15 @@ def test_two_references_keep_their_own_printed_order():
     assert order[0] == "grait-table2 · LLaMA3-8B-Instruct · init-basic"
     assert order[8] == "craft-table2 · LLaMA3-8B-Instruct · init-basic"
     assert all(m.startswith("grait-table2") for m in order[:8])
+
+
+def test_rows_beside_results_take_their_test_sets_and_model():
+    from rait.references import check_reference_names, rows_beside
+
+    results = [{"test_set": "arc-challenge", "model": "meta-llama/Meta-Llama-3-8B-Instruct"}]
+    rows = rows_beside(["grait-table2", "craft-table2"], results)
+    assert {r["test_set"] for r in rows} == {"arc-challenge"}
+    assert len(rows) == 8 + 7 and all("LLaMA3-8B-Instruct" in r["method"] for r in rows)
+    assert len(rows_beside(["craft-table2"], [])) == 56  # no results: the whole table
+    with pytest.raises(ConfigError, match="report: no reference table 'x'"):
+        check_reference_names(["craft-table2", "x"], "report")

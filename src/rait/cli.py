@@ -44,19 +44,19 @@ from rait.influence import format_summary as influence_summary
 from rait.pipeline import PipelineConfig, load_pipeline_config, run_pipeline
 from rait.probe import ProbeConfig, run_probe
 from rait.probe import format_summary as probe_summary
-from rait.references import reference_names, reference_rows
+from rait.references import reference_names, rows_beside
 from rait.rehearse import RehearseConfig, run_rehearse
 from rait.rehearse import format_summary as rehearse_summary
 from rait.report import ReportConfig, run_report
 from rait.representations import CrssConfig, format_crss, run_crss
 from rait.results import (
+    by_against,
     find_metrics,
     load_results,
     paired_comparisons,
     paired_table,
     results_json,
     results_table,
-    table_columns,
 )
 from rait.train import TrainConfig, run_train
 from rait.train import format_summary as train_summary
@@ -169,14 +169,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     bootstrap.validate()
     results = load_results(found)
     comparisons = [c for a in args.against for c in paired_comparisons(results, a, bootstrap)]
-    references = []
-    for name in args.reference:
-        tests = [t for t, _ in table_columns(results)] or None
-        model = next((r.get("model") for r in results if r.get("model")), None)
-        references += reference_rows(name, tests, model)
+    references = rows_beside(args.reference, results)
     parts = [results_table(results + references, args.title)]
-    for against in args.against:
-        parts.append(paired_table([c for c in comparisons if c["against"] == against]))
+    parts += [paired_table(group) for group in by_against(comparisons).values()]
     text = "\n\n".join(p for p in parts if p)
     print(text)
     if args.out:

@@ -23,7 +23,7 @@ from rait.artifacts import METRICS_FILE
 from rait.cliargs import option
 from rait.errors import ConfigError
 from rait.fileio import atomic_open, write_json
-from rait.references import reference_names, reference_rows
+from rait.references import check_reference_names, rows_beside
 from rait.report import (
     _html_table,
     _markdown_table,
@@ -34,17 +34,14 @@ from rait.report import (
     plot_pc_pw_plane,
     table_rows,
 )
-from rait.results import interval_note, paired_comparisons, paired_table, reference_note
+from rait.results import (
+    by_against,
+    interval_note,
+    paired_comparisons,
+    paired_table,
+    reference_note,
+)
 from rait.uncertainty import BootstrapConfig
-
-
-def _againsts(paired: list[dict[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(c["against"] for c in paired))
-
-
-def _of(paired: list[dict[str, Any]], against: str) -> list[dict[str, Any]]:
-    return [c for c in paired if c["against"] == against]
-
 
 SEPARATOR = " · "
 
@@ -78,12 +75,7 @@ class CompareConfig:
                 "--reference NAME"
             )
         self.bootstrap.validate()
-        for name in self.reference:
-            if name not in reference_names():
-                raise ConfigError(
-                    f"compare: no reference table {name!r}; the tables are: "
-                    f"{', '.join(reference_names())}"
-                )
+        check_reference_names(self.reference, "compare")
         if self.names is not None and len(self.names) != len(self.runs):
             raise ConfigError(
                 f"compare: {len(self.names)} names for {len(self.runs)} runs: give one per run"
@@ -139,17 +131,11 @@ def compare_paired(cfg: CompareConfig) -> list[dict[str, Any]]:
     return out
 
 
-def _reference_rows(cfg: CompareConfig, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    tests = sorted({m["test_set"] for m in metrics})
-    model = next((m.get("model") for m in metrics if m.get("model")), None)
-    return [r for name in cfg.reference for r in reference_rows(name, tests, model)]
-
-
 def run_compare(cfg: CompareConfig) -> dict[str, str]:
     """Write compare.md, compare.html and compare.json; returns their paths."""
     metrics = compare_metrics(cfg)
     paired = compare_paired(cfg)
-    references = _reference_rows(cfg, metrics)
+    references = rows_beside(cfg.reference, metrics)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     title = cfg.title or "rait compare: " + ", ".join(cfg.labels())
@@ -176,7 +162,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, str]:
                     "",
                     _markdown_table(header, body),
                     "",
-                    *[paired_table(_of(paired, a)) + "\n" for a in _againsts(paired)],
+                    *[paired_table(group) + "\n" for group in by_against(paired).values()],
                     "## The Pc–Pw plane",
                     "",
                     f"![The Pc–Pw plane]({plane.name})",
@@ -188,7 +174,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, str]:
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='note'>{html.escape(note)}</p>",
         _html_table(header, body),
-        *[html_paired_table(_of(paired, a)) for a in _againsts(paired)],
+        *[html_paired_table(group) for group in by_against(paired).values()],
         *html_figure("The Pc–Pw plane", plane),
     ]
     with atomic_open(out / "compare.html") as handle:

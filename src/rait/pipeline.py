@@ -50,6 +50,7 @@ from rait.rehearse import RehearseConfig, run_rehearse
 from rait.representations import RepresentationsConfig, run_representations
 from rait.results import (
     DEFAULT_AGAINST,
+    by_against,
     load_results,
     paired_comparisons,
     paired_table,
@@ -482,7 +483,7 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
     comparisons = [c for a in against for c in paired_comparisons(results, a, bootstrap)]
     table = "\n\n".join(
         [results_table(results, title=title)]
-        + [paired_table([c for c in comparisons if c["against"] == a]) for a in against]
+        + [paired_table(group) for group in by_against(comparisons).values()]
     )
     with atomic_open(layout.results_md) as handle:
         handle.write(table + "\n")

@@ -46,10 +46,11 @@ from rait.cliargs import option
 from rait.errors import ConfigError, DataError, Location
 from rait.fileio import atomic_open, read_jsonl_rows
 from rait.metrics import crss
-from rait.references import reference_names, reference_rows
+from rait.references import check_reference_names, rows_beside
 from rait.representations import load_representations
 from rait.results import (
     DEFAULT_AGAINST,
+    by_against,
     cell,
     interval_note,
     paired_comparisons,
@@ -95,12 +96,7 @@ class ReportConfig:
 
     def validate(self) -> None:
         self.bootstrap.validate()
-        for name in self.reference:
-            if name not in reference_names():
-                raise ConfigError(
-                    f"report: no reference table {name!r}; the tables are: "
-                    f"{', '.join(reference_names())}"
-                )
+        check_reference_names(self.reference, "report")
         if self.n_examples < 0:
             raise ConfigError(f"report: n_examples must be >= 0, got {self.n_examples}")
         if not -1 <= self.tau_sim <= 1:
@@ -706,9 +702,7 @@ def run_report(cfg: ReportConfig) -> dict[str, str]:
     )
     changed = changed_answers(metrics, cfg.n_examples, cfg.seed)
     paired = report_paired(metrics, cfg.against, cfg.bootstrap)
-    tests = [t for t, _ in table_columns(metrics)]
-    model = next((m.get("model") for m in metrics if m.get("model")), None)
-    refs = [r for name in cfg.reference for r in reference_rows(name, tests, model)]
+    refs = rows_beside(cfg.reference, metrics)
     header, body = table_rows(metrics + refs)
     title = results.get("title") or f"rait report: {run_dir}"
     note = " ".join(n for n in (interval_note(metrics), reference_note(refs)) if n)
@@ -730,8 +724,7 @@ def run_report(cfg: ReportConfig) -> dict[str, str]:
         "<h2>Results</h2>",
         _html_table(header, body),
     ]
-    for against in dict.fromkeys(c["against"] for c in paired):
-        group = [c for c in paired if c["against"] == against]
+    for against, group in by_against(paired).items():
         p_header, p_body, p_note = paired_rows(group)
         md += [
             f"### Paired against {against}",

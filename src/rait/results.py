@@ -344,6 +344,14 @@ def paired_rows(comparisons: Sequence[dict]) -> tuple[list[str], list[list[str]]
     return header, body, note
 
 
+def by_against(comparisons: Sequence[dict]) -> dict[str, list[dict]]:
+    """The comparisons grouped by the method they are against, in order of appearance."""
+    groups: dict[str, list[dict]] = {}
+    for c in comparisons:
+        groups.setdefault(c["against"], []).append(c)
+    return groups
+
+
 def paired_table(comparisons: Sequence[dict], title: str | None = None) -> str:
     """:func:`paired_rows` as Markdown, under a title line (empty without comparisons)."""
     if not comparisons:

@@ -36,13 +36,22 @@ def reference_names() -> list[str]:
     return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
+def check_reference_names(names: list[str], where: str = "") -> None:
+    """A clear error for a name that is not a shipped table (``where``: the command)."""
+    known = reference_names()
+    for name in names:
+        if name not in known:
+            prefix = f"{where}: " if where else ""
+            raise ConfigError(
+                f"{prefix}no reference table {name!r}; the tables are: {', '.join(known)}"
+            )
+
+
 @cache
 def load_reference(name: str) -> dict[str, Any]:
     """One reference table, validated; its rows' rates as fractions (``pc``, ``pw``, ``pr``,
     ``ths``), with ``check`` (see :func:`check_row`) on each."""
-    names = reference_names()
-    if name not in names:
-        raise ConfigError(f"no reference table {name!r}; the tables are: {', '.join(names)}")
+    check_reference_names([name])
     where = f"rait/references/{name}.json"
     data = json.loads(resources.files(__name__).joinpath(f"{name}.json").read_text("utf-8"))
     rows = []
@@ -153,3 +162,11 @@ def reference_rows(
             "configs/triviaqa-llama3-8b.yaml)"
         )
     return rows
+
+
+def rows_beside(names: list[str], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of each reference in ``names`` that sit beside ``results``: their test sets
+    (every test set when there are no results) and their model (:func:`reference_rows`)."""
+    tests = list(dict.fromkeys(r["test_set"] for r in results)) or None
+    model = next((r.get("model") for r in results if r.get("model")), None)
+    return [row for name in names for row in reference_rows(name, tests, model)]
