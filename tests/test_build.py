@@ -22,7 +22,7 @@ from rait.artifacts import build_summary_path as summary_path
 from rait.build import BuildConfig, build_dataset, format_summary, run_build
 from rait.cli import main
 from rait.data.sources import DataSource
-from rait.errors import ConfigError, DataError
+from rait.errors import ConfigError, DataError, VacuousSelectionWarning
 from rait.methods import METHODS
 from rait.prompts import (
     MCQA_QUERY_GRAIT_T4,
@@ -530,6 +530,54 @@ def test_a_small_pool_is_taken_whole_and_reported(tmp_path):
     assert "asked for 5" in adjustment and "pool has 3" in adjustment
     assert result.summary["asked"]["n_idk"] == 5 and result.summary["n_idk"] == 3
     assert "asked for 5" in format_summary(result.summary)
+
+
+@pytest.mark.parametrize(
+    ("method", "n_van", "n_idk", "vacuous"),
+    [
+        # CRaFT's σ ranking: 6 known, 6 asked → the ranking picks nothing on the van side
+        ("craft", 6, 2, ["craft N_van: the ranking (top first)"]),
+        ("corcer-rait", 6, 2, ["craft-no-flow N_van: the ranking (top first)"]),
+        # GRAIT's top-µ and top-I_ref: both sides no larger than asked
+        ("grait", 7, 3, ["grait N_ik: the ranking", "grait N_idk: the ranking"]),
+        # Cor-RAIT's random draw of the unknown side: 3 unknown, 3 asked
+        ("cor-rait", 4, 3, ["cor-rait N_idk: the random draw"]),
+        # Van-Tuning draws N_van + N_idk = 9 of D_src (9): all of D_src
+        ("van-tuning", 6, 3, ["van-tuning N_van+N_idk: the random draw"]),
+    ],
+)
+def test_a_vacuous_draw_is_reported_and_warned(tmp_path, method, n_van, n_idk, vacuous):
+    """A pool no larger than what is drawn from it makes the ranking (or random draw) choose
+    nothing (issue 18: D_src must be the whole pool): build says so in its summary, as a
+    Python warning, and ``rait build`` on stderr."""
+    p = sized_probe(tmp_path, n_known=6, n_unknown=3)
+    if METHODS[method].rehearsal:
+        after = [dict(r, mu=r["mu"] - 0.05) for r in p.know_rows]  # every Δµ < 0
+        p = Probe(tmp_path, p.data_rows, p.know_rows, after)
+    with pytest.warns(VacuousSelectionWarning) as caught:
+        summary = p.build(method, n_van=n_van, n_idk=n_idk).summary
+    assert len(summary["vacuous"]) == len(vacuous) == len(caught)
+    for text, start in zip(summary["vacuous"], vacuous, strict=True):
+        assert text.startswith(start) and "vacuous" in text
+    assert all(f"warning: {t}" in format_summary(summary) for t in summary["vacuous"])
+
+
+def test_a_draw_from_a_larger_pool_is_not_vacuous(tmp_path, recwarn):
+    p = sized_probe(tmp_path, n_known=6, n_unknown=3)
+    for method in ("cor-rait", "van-tuning", "grait", "corcer-rait"):
+        assert p.build(method, n_van=5, n_idk=2).summary["vacuous"] == []
+    assert not [w for w in recwarn if w.category is VacuousSelectionWarning]
+
+
+def test_rait_build_warns_about_a_vacuous_draw_on_stderr(tmp_path, capsys):
+    p = sized_probe(tmp_path, n_known=6, n_unknown=3)
+    out = tmp_path / "set.jsonl"
+    code = main(["build", "--method", "van-tuning", "--data", p.data, "--knowledge",
+                 p.knowledge, "--n-van", "6", "--n-idk", "3", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("rait: warning: van-tuning N_van+N_idk: the random draw") == 1
+    assert "warning: van-tuning N_van+N_idk" in captured.out
 
 
 def test_strict_sizes_refuse_a_small_pool_and_write_nothing(tmp_path):

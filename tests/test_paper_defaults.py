@@ -75,6 +75,27 @@ def test_rtuning_u_takes_k_10_answers_at_temperature_0_7(stages):
     assert (probe.rtuning_u_samples, probe.rtuning_u_temperature) == (10, 0.7)
 
 
+# --------------------------------------------------------------------------- D_src
+@pytest.mark.parametrize(
+    ("config", "source", "sizes"),
+    [
+        ("configs/mmlu-llama3-8b.yaml", ("mmlu", None, "test"), (4000, 1000)),
+        ("configs/triviaqa-llama3-8b.yaml", ("triviaqa", "unfiltered.nocontext", "train"),
+         (8000, 2000)),
+    ],
+)  # fmt: skip
+def test_d_src_is_the_whole_training_pool(config, source, sizes, tmp_path):
+    # docs/methods.md §1: D_src is the whole pool (MMLU test, 14,042; TriviaQA train
+    # unfiltered.nocontext, 87,622, GRAIT Table 1); 5,000 / 10,000 are the sizes of the set
+    # built from it (4,000 + 1,000, 8,000 + 2,000; CRaFT's process(total_n=10000))
+    stages = load_pipeline_config(str(ROOT / config)).stage_configs(tmp_path)
+    data = stages["probe"].data
+    assert (data.format, data.subset, data.split) == source
+    assert data.sample is None  # every question of the pool is probed
+    for build in stages["build"].values():
+        assert (build.n_van, build.n_idk) == sizes
+
+
 # --------------------------------------------------------------------------- GRAIT
 def test_grait_projects_to_k_8192_with_normalisation(stages):
     # GRAIT section 5.2 (LoRA + random projection, following LESS, Xia et al. 2024); the

@@ -118,6 +118,44 @@ def test_run_every_stage_then_rerun_does_nothing(tmp_path, tiny_model_dir, capsy
     assert again["rows"] == results["rows"]
 
 
+def test_a_vacuous_draw_is_repeated_by_the_run(tmp_path, tiny_model_dir, capsys):
+    """Van-Tuning asked for N_van + N_idk = 16 of a 16-question D_src draws all of it: the run
+    logs the build's warning, repeats it under the results table and keeps it in results.json
+    (issue 18)."""
+    config = _config(tmp_path, tiny_model_dir, ["van-tuning"], representations=None)
+    config["build"] = {"n_van": 12, "n_idk": 4}
+    results = _run(_write(tmp_path, config))
+    (warning,) = results["warnings"]
+    assert warning.startswith("build van-tuning: van-tuning N_van+N_idk: the random draw is")
+    out = capsys.readouterr().out
+    assert f"[run] warning: {warning}" in out
+    assert out.index("Warnings:") > out.index("| van-tuning |")  # repeated after the table
+    assert f"- {warning}" in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_run_check_counts_d_src_and_warns_before_the_probe(tmp_path, tiny_model_dir, capsys):
+    """``rait run --check`` builds every stage's config, counts local data and warns when
+    D_src is no larger than the set drawn from it; it runs and writes nothing."""
+    questions = tmp_path / "train.jsonl"
+    rows = [{"id": f"q{i}", "question": f"Q{i}?", "answers": [f"a{i}"]} for i in range(30)]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = _config(tmp_path, tiny_model_dir, ["cor-rait", "van-tuning"])
+    config["data"] = {"format": "jsonl", "path": str(questions)}
+    config["shots"] = {"format": "jsonl", "path": str(questions)}
+    path = _write(tmp_path, config)
+    assert main(["run", str(path), "--check", "--set", "build.n_van=20"]) == 0
+    out = capsys.readouterr().out
+    assert f"D_src: jsonl ({questions}): 30 questions, every one probed" in out
+    assert "N_van 20 + N_idk 2 = 22" in out and "warning" not in out
+    assert "test wf-id (id): world_facts id_test" in out and out.rstrip().endswith("config OK")
+    assert main(["run", str(path), "--check", "--set", "build.n_van=28"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: D_src has 30 questions, no more than the 30 = N_van + N_idk" in out
+    assert out.rstrip().endswith("config OK, 1 warning(s)")
+    assert not (tmp_path / "run").exists()  # nothing run, nothing written
+    assert main(["run", str(path), "--check", "--set", "build.n_van=-1"]) == 2
+
+
 def test_representations_null_skips_the_stage(tmp_path, tiny_model_dir):
     config = _config(tmp_path, tiny_model_dir, [], representations=None)
     config["baselines"] = ["init-basic"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from rait.cliargs import option
 from rait.config import config_to_dict
 from rait.data.records import QARecord, task_of
 from rait.data.sources import DataSource, load_source
-from rait.errors import ConfigError, DataError, Location
+from rait.errors import ConfigError, DataError, Location, VacuousSelectionWarning
 from rait.fileio import (
     atomic_open,
     check_output_file,
@@ -287,6 +288,8 @@ def build_dataset(cfg: BuildConfig) -> BuildResult:
         )
     if not selection.picks:
         raise DataError(f"{spec.name}: no sample selected", Location(str(cfg.knowledge)))
+    for text in selection.vacuous:
+        warnings.warn(text, VacuousSelectionWarning, stacklevel=2)
     rows = [training_row(p, spec.name, spec.refuse_prompt) for p in selection.picks]
     random.Random(cfg.seed).shuffle(rows)
     summary = {
@@ -300,6 +303,7 @@ def build_dataset(cfg: BuildConfig) -> BuildResult:
         "candidates": len(candidates),
         "rules": [r.to_dict() for r in selection.rules],
         "adjustments": selection.adjustments,
+        "vacuous": selection.vacuous,
         "notes": notes,
         "weights": _weight_summary(selection.picks),
         "prompt": "refuse" if spec.refuse_prompt else "basic",
@@ -359,6 +363,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{weights['mean']:.3g}"
         )
     lines += [f"  note: {text}" for text in summary["adjustments"] + summary["notes"]]
+    lines += [f"  warning: {text}" for text in summary.get("vacuous", [])]
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from rait.data.sources import HUB_FORMATS, DataSource, load_source, scan_source
 from rait.data.world_facts import WorldFactsConfig, format_manifest, write_world_facts
 from rait.demo import load_demo_config, run_demo
 from rait.distributed import Shard
-from rait.errors import ConfigError, RaitError
+from rait.errors import ConfigError, RaitError, VacuousSelectionWarning
 from rait.evaluate import EvalConfig, format_metrics, run_eval
 from rait.fileio import (
     atomic_open,
@@ -41,7 +42,7 @@ from rait.fileio import (
 )
 from rait.influence import InfluenceConfig, run_influence
 from rait.influence import format_summary as influence_summary
-from rait.pipeline import PipelineConfig, load_pipeline_config, run_pipeline
+from rait.pipeline import PipelineConfig, check_pipeline, load_pipeline_config, run_pipeline
 from rait.probe import ProbeConfig, run_probe
 from rait.probe import format_summary as probe_summary
 from rait.references import reference_names, rows_beside
@@ -154,7 +155,12 @@ do_eval = _sharded(
 
 
 def do_build(cfg: BuildConfig, args: argparse.Namespace) -> str:
-    text = format_summary(run_build(cfg, args.out))
+    with warnings.catch_warnings():  # said once, below and in the summary
+        warnings.simplefilter("ignore", VacuousSelectionWarning)
+        summary = run_build(cfg, args.out)
+    for text in summary["vacuous"]:
+        print(f"rait: warning: {text}", file=sys.stderr)
+    text = format_summary(summary)
     return f"{text}\nwritten to {args.out} (summary: {build_summary_path(args.out)})"
 
 
@@ -198,6 +204,15 @@ def _demo_extra(parser: argparse.ArgumentParser) -> None:
         help="every method and ablation (the demo runs the papers' headline methods), in the "
         "same run directory: stages whose inputs did not change are reused (the probe adds "
         "R-Tuning's queries, so it and what follows from it run again)",
+    )
+
+
+def _run_extra(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the config, read and count local data, warn about vacuous draws; run "
+        "and write nothing",
     )
 
 
@@ -245,8 +260,8 @@ COMMANDS = [
             out="file?", out_help="write the result as JSON here"),
     Command("run", "the whole pipeline from one YAML config: probe, rehearse, influence, build, "
             "train, eval, results (cached and resumable)", PipelineConfig,
-            lambda cfg, args: run_pipeline(cfg),
-            "run_dir methods+", out=None),
+            lambda cfg, args: check_pipeline(cfg) if args.check else run_pipeline(cfg),
+            "run_dir methods+", out=None, extra=_run_extra),
     Command("report", "a run's results as a self-contained HTML page and Markdown, with figures",
             ReportConfig, do_report,
             "<run_dir> out n_examples=--examples tau_sim tsne_points against reference",

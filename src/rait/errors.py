@@ -60,3 +60,8 @@ class ModelError(RaitError):
 class LaunchError(RaitError):
     """A stage run in other processes (shards, a training launcher) failed; the message names
     the command and its log."""
+
+
+class VacuousSelectionWarning(UserWarning):
+    """A method's draw chose nothing: its pool was no larger than what was drawn from it, so the
+    built set is the whole pool and the method degenerates to another (``rait build``)."""

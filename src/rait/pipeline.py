@@ -20,6 +20,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,10 +36,10 @@ from rait.artifacts import (
 from rait.build import BuildConfig, run_build
 from rait.cliargs import option
 from rait.config import build_config, config_to_dict, load_config
-from rait.data.sources import DataSource, load_source
+from rait.data.sources import BENCHMARKS, DataSource, load_source
 from rait.data.world_facts import WorldFactsConfig, write_world_facts
 from rait.distributed import run_launched, run_shards
-from rait.errors import ConfigError, RaitError
+from rait.errors import ConfigError, RaitError, VacuousSelectionWarning
 from rait.evaluate import EvalConfig, eval_stage, run_eval
 from rait.fileio import atomic_open, check_output_dir, read_json, stable_hash, write_json
 from rait.influence import InfluenceConfig, run_influence
@@ -454,13 +455,19 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
                 timed(
                     f"eval {test.name} {method}", evaluate, stages["eval"][(test.name, method)], out
                 )
+    warned: list[str] = []
     for method in cfg.methods:
-        timed(
-            f"build {method}",
-            run_build,
-            stages["build"][method],
-            layout.built(method),
-        )
+        with warnings.catch_warnings():  # logged here, and again before the results
+            warnings.simplefilter("ignore", VacuousSelectionWarning)
+            built = timed(
+                f"build {method}",
+                run_build,
+                stages["build"][method],
+                layout.built(method),
+            )
+        for text in built.get("vacuous", []):
+            log(f"[run] warning: build {method}: {text}")
+            warned.append(f"build {method}: {text}")
         trained = timed(f"train {method}", train, stages["train"][method], layout.train(method))
         model = trained_model(cfg.model, trained)
         for test in cfg.tests:
@@ -485,12 +492,15 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
         [results_table(results, title=title)]
         + [paired_table(group) for group in by_against(comparisons).values()]
     )
+    if warned:  # vacuous draws: a method that degenerated to another (rait build)
+        table += "\n\nWarnings:\n" + "\n".join(f"- {text}" for text in warned)
     with atomic_open(layout.results_md) as handle:
         handle.write(table + "\n")
     summary = results_json(results, comparisons) | {
         "title": title,
         "methods": cfg.methods,
         "baselines": cfg.baselines,
+        "warnings": warned,
         "seconds": timings,
         "total_seconds": round(time.perf_counter() - started, 2),
     }
@@ -499,6 +509,76 @@ def _run_pipeline(cfg: PipelineConfig, log) -> dict[str, Any]:
     log(table)
     log(f"\nRun directory: {root} (results.md, results.json)")
     return summary
+
+
+def _describe(source: DataSource) -> str:
+    """A data source in a few words: its format, subset and split, and where it is read."""
+    parts = [source.format or "?"] + [p for p in (source.subset, source.split) if p]
+    bench = BENCHMARKS.get(source.format or "")
+    where = source.path or (f"hub {bench.hub_id}" if bench else "no path")
+    sample = f", sample {source.sample}" if source.sample is not None else ""
+    return f"{' '.join(parts)} ({where}{sample})"
+
+
+def _count(source: DataSource) -> int | None:
+    """How many questions a local source holds (after its ``sample``); None for a hub dataset,
+    which ``--check`` does not download."""
+    if source.path is None:
+        return None
+    return len(load_source(source))
+
+
+def check_pipeline(cfg: PipelineConfig) -> str:
+    """``rait run --check``: every stage's config built and checked, local data read and
+    counted, and D_src set against what the methods draw from it, with nothing run or
+    written (hub datasets are named, not downloaded). Vacuous draws that the sizes already
+    imply (D_src no larger than N_van + N_idk: Van-Tuning takes all of it, and the method's
+    known and unknown pools can only be smaller) are warnings, before the probe is paid."""
+    root = Path(cfg.run_dir)
+    stages = cfg.stage_configs(root)  # builds nothing on disk
+    data = cfg.resolve(cfg.data, RunLayout(root).data)
+    local = cfg.world_facts is None or data.format != "world_facts"
+    n_src = _named("the training questions (`data`)", lambda: _count(data)) if local else None
+    builds = stages["build"]
+    lines = [
+        f"config {cfg.run_dir}: {len(cfg.methods)} method(s), {len(cfg.tests)} test set(s), "
+        f"pre-stages: {', '.join(cfg.prestages()) or 'none'}",
+        f"D_src: {_describe(data)}: "
+        + (f"{n_src:,} questions, every one probed" if n_src is not None else "not read here"),
+    ]
+    warnings_ = []
+    by_sizes: dict[tuple, list[str]] = {}
+    for method, build in builds.items():
+        by_sizes.setdefault((build.n_van, build.n_idk), []).append(method)
+    for (n_van, n_idk), methods in by_sizes.items():
+        sizes = (
+            "sizes from the probe's split (4:1 by default)"
+            if n_van is None or n_idk is None
+            else f"N_van {n_van:,} + N_idk {n_idk:,} = {n_van + n_idk:,}"
+        )
+        lines.append(f"  build {', '.join(methods)}: {sizes}")
+    for (n_van, n_idk), methods in by_sizes.items():
+        if None in (n_src, n_van, n_idk) or n_src > n_van + n_idk:
+            continue
+        warnings_.append(
+            f"D_src has {n_src:,} questions, no more than the {n_van + n_idk:,} = N_van + N_idk "
+            f"that {', '.join(methods)} build: a random draw of the whole set (Van-Tuning) "
+            "takes all of D_src, and every split method has a side (known or unknown) no larger "
+            "than what it draws, where its ranking picks nothing; probe the whole training pool "
+            "(docs/methods.md §1)"
+        )
+    for i, test in enumerate(cfg.tests):
+        source = cfg.resolve(test.data, RunLayout(root).data)
+        n = None
+        if cfg.world_facts is None or source.format != "world_facts":
+            n = _named(f"tests[{i}] ({test.name!r}).data", lambda s=source: _count(s))
+        count = f"{n:,} questions" if n is not None else "not read here"
+        lines.append(f"test {test.name} ({test.role}): {_describe(source)}: {count}")
+    if data.path is None or any(t.data.path is None for t in cfg.tests):
+        lines.append("(hub datasets are not downloaded by --check; give `path` to count them)")
+    lines += [f"warning: {text}" for text in warnings_]
+    lines.append("config OK" + (f", {len(warnings_)} warning(s)" if warnings_ else ""))
+    return "\n".join(lines)
 
 
 def _named(where: str, check) -> Any:

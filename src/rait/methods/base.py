@@ -112,6 +112,8 @@ class Selection:
     picks: list[Pick] = field(default_factory=list)
     rules: list[RuleReport] = field(default_factory=list)
     adjustments: list[str] = field(default_factory=list)
+    #: draws that chose nothing: a pool no larger than what is drawn from it (see :func:`take`)
+    vacuous: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -154,9 +156,20 @@ def take(
     random order, so the result depends on the seed only, not on the file order.
 
     A pool smaller than ``n`` is taken whole and the shortfall is recorded in
-    ``selection.adjustments``, or, with ``sizes.strict``, is an error."""
+    ``selection.adjustments``, or, with ``sizes.strict``, is an error. A pool no larger than
+    ``n`` (smaller or equal) makes the draw **vacuous**: the ranking (or the random choice)
+    picks nothing, every candidate is taken, and the method degenerates to "the whole pool"
+    (CRaFT's σ ranking to Cor-RAIT's known side, Van-Tuning to all of D_src). That is recorded
+    in ``selection.vacuous``; ``rait build`` reports it as a warning (docs/build.md)."""
     if n < 0:
         raise ConfigError(f"{name}: a size cannot be negative, got {n}")
+    if 0 < len(pool) <= n:
+        what = "random draw" if order == "random" else f"ranking ({order} first)"
+        selection.vacuous.append(
+            f"{name}: the {what} is vacuous: the pool has {len(pool)}, no more than the {n} "
+            f"asked, so every candidate is taken and the choice plays no part; draw from a "
+            "larger pool (probe more questions) or ask for fewer"
+        )
     if n > len(pool):
         message = (
             f"{name}: asked for {n}, the pool has {len(pool)}; all {len(pool)} taken "
