@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -10,6 +11,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the suite's own registry of rait processes (rait.threads): other rait processes on this
+# machine do not change its thread counts
+os.environ.setdefault("RAIT_THREADS_DIR", tempfile.mkdtemp(prefix="rait-test-threads-"))
 
 
 @pytest.fixture(scope="session")

@@ -59,9 +59,14 @@ from rait.results import (
     results_json,
     results_table,
 )
+from rait.threads import share_cores
 from rait.train import TrainConfig, run_train
 from rait.train import format_summary as train_summary
 from rait.uncertainty import BootstrapConfig
+
+#: the commands that compute with torch: each takes its share of the machine's cores
+#: (:mod:`rait.threads`) once its config is loaded
+USES_CORES = {"probe", "train", "rehearse", "influence", "eval", "crss", "run", "demo"}
 
 
 @dataclass(frozen=True)
@@ -406,6 +411,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     cfg = load_command_config(args)
     if args.command.out is None and isinstance(getattr(cfg, "out", None), str):
         check_output_dir(cfg.out)  # report / compare: an output folder of their config
+    if args.command.name in USES_CORES and not getattr(args, "check", False):
+        share_cores()  # after the config's checks: a bad setting stays one error line
     result = args.command.run(cfg, args)
     if isinstance(result, str):  # what the command has to say
         if result:

@@ -29,11 +29,15 @@ class Completion:
 @dataclass
 class VllmConfig:
     """The vLLM engine's options (the ``vllm`` section of a probe or eval config; the HF
-    backend ignores them): tensor parallelism over this many GPUs, and the share of each GPU's
-    memory vLLM may take."""
+    backend ignores them): tensor parallelism over this many GPUs, the share of each GPU's
+    memory vLLM may take, and the context it serves (``max_model_len``; None: the model's own,
+    which vLLM may fail to fit in memory for long-context models)."""
 
     tensor_parallel_size: int = option(1, help="GPUs per vLLM engine (tensor parallelism)")
     gpu_memory_utilization: float = option(0.85, help="share of GPU memory vLLM may take")
+    max_model_len: int | None = option(
+        None, help="context (prompt + answer tokens) vLLM serves; default: the model's"
+    )
 
     def validate(self) -> None:
         if self.tensor_parallel_size < 1:
@@ -44,6 +48,8 @@ class VllmConfig:
             raise ConfigError(
                 f"vllm.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}"
             )
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ConfigError(f"vllm.max_model_len must be >= 1, got {self.max_model_len}")
 
 
 @runtime_checkable

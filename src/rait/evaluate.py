@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 from rait import metrics as M
 from rait.artifacts import METRICS_FILE, PREDICTIONS_FILE
-from rait.backends import backend_names, load_stage_engine, resolve_backend
+from rait.backends import backend_names, close_engine, load_stage_engine, resolve_backend
 from rait.backends.hf import common_prefix_length
 from rait.cliargs import option
 from rait.config import config_to_dict
@@ -530,8 +530,10 @@ def _run_eval(cfg, out_dir, records, ids, baseline_rows, stage, backend, progres
 def _answer(cfg: EvalConfig, backend: str, records, out, progress: bool, shard: Shard) -> None:
     """Load the engine and answer ``shard``'s batches of ``records`` into ``out``."""
     engine, chat = load_stage_engine(cfg, backend, cfg.batch_size)
-    evaluator = Evaluator(cfg, engine, chat)
-    _run_batches(evaluator, records, out, cfg.batch_size, progress, shard)
+    try:
+        _run_batches(Evaluator(cfg, engine, chat), records, out, cfg.batch_size, progress, shard)
+    finally:
+        close_engine(engine)  # the GPU is free for the next stage
 
 
 def _run_batches(evaluator, records, out, batch_size, progress, shard: Shard | None = None) -> None:

