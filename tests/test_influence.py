@@ -120,6 +120,12 @@ def reference_influence(model, examples, pad_id, projection, k, normalize, seed,
     return i_ref, i_sta
 
 
+def gib_for_rows(rows, dim, k=0):
+    """``chunk_memory_gb`` that holds exactly ``rows`` per-sample rows of ``dim`` floats (and,
+    dense one-pass, their ``k``-dimensional projections)."""
+    return rows * 4 * (dim + k) / 2**30
+
+
 def _assert_close(fast, ref, rtol=1e-5):
     fast, ref = fast.double(), ref.double()
     scale = ref.abs().max()
@@ -208,7 +214,8 @@ def test_chunks_smaller_than_the_data_give_the_same_numbers(warm_model):
     examples = _examples(lm)
     engine = PerSampleGradients(model)
     one = InfluenceSettings("rademacher", 32, True, batch_size=2)
-    tiny = InfluenceSettings("rademacher", 32, True, batch_size=2, chunk_memory_gb=1e-9)
+    two_rows = gib_for_rows(2, engine.dim, 32)
+    tiny = InfluenceSettings("rademacher", 32, True, batch_size=2, chunk_memory_gb=two_rows)
     a = compute_influence(engine, examples, one, lm.tokenizer.pad_token_id)
     b = compute_influence(engine, examples, tiny, lm.tokenizer.pad_token_id)
     _assert_close(a.i_ref, b.i_ref, 1e-6)
@@ -306,8 +313,9 @@ def test_non_linear_trainable_parameter_is_refused():
 def test_work_files_let_a_killed_run_resume(warm_model, tmp_path, monkeypatch):
     lm, model = warm_model
     examples = _examples(lm)
-    settings = InfluenceSettings("rademacher", 32, True, batch_size=2, chunk_memory_gb=1e-9)
     engine = PerSampleGradients(model)
+    two_rows = gib_for_rows(2, engine.dim, 32)
+    settings = InfluenceSettings("rademacher", 32, True, batch_size=2, chunk_memory_gb=two_rows)
     full = compute_influence(engine, examples, settings, lm.tokenizer.pad_token_id)
     calls = {"n": 0}
     original = PerSampleGradients.__call__
@@ -483,7 +491,7 @@ def test_two_processes_give_the_single_process_numbers(probed, tmp_path):
     checkpoint = next((single / "warmup" / "checkpoints").glob("checkpoint-*"))
     sharded = tmp_path / "sharded"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
-    for mode in (["--no-normalize"], []):
+    for mode in (["--no-normalize"], [], ["--projection", "factorized", "--factor-dim", "8"]):
         for out in (tmp_path / "single-given", sharded):
             cmd = [
                 sys.executable,

@@ -250,8 +250,9 @@ COMMANDS = [
     Command("influence", "GRAIT: per-sample LoRA gradient influence I_ref, I_sta "
             "(docs/methods.md §5)", InfluenceConfig,
             lambda cfg, args: influence_summary(run_influence(cfg, args.out)),
-            "probe warmup warmup_size tau_mu=--tau-mu/--tau-c projection projection_dim normalize "
-            f"gradient ik_target batch_size=--gradient-batch-size seed device {TRAIN_SECTION}",
+            "probe warmup warmup_size tau_mu=--tau-mu/--tau-c projection projection_dim factor_dim "
+            "normalize gradient ik_target batch_size=--gradient-batch-size chunk_memory_gb seed "
+            f"device {TRAIN_SECTION}",
             out_help="output folder (scores/influence.jsonl)"),
     Command("eval", "stage 4: answer a test set 0-shot, classify, score (docs/methods.md §7)",
             EvalConfig, do_eval,

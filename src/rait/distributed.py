@@ -76,10 +76,17 @@ class Processes:
         return self.rank == 0
 
     def all_sum(self, tensor: Any) -> Any:
+        """The sum over processes, in place. NCCL (the backend on GPUs) reduces CUDA tensors
+        only: a CPU tensor is reduced through a copy on this process's GPU."""
         if self.world == 1:
             return tensor
+        import torch
         import torch.distributed as dist
 
+        if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+            on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+            return tensor.copy_(on_gpu.cpu())
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 

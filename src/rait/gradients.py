@@ -22,15 +22,31 @@ after a plain ``backward()``.
 first and second moments ``m``, ``v`` and its ``β1``, ``β2``, ``ε``:
 ``Γ(g) = m' / √(v' + ε)``, ``m' = β1 m + (1 − β1) g``, ``v' = β2 v + (1 − β2) g²``, as LESS
 computes it (no bias correction, ε inside the root).
+
+**Factorised projection** (LoGra, Choe et al. 2024, :class:`FactorizedGradients`): the
+gradient of each layer, ``G = Σ_t δ_t a_tᵀ`` (out × in), is projected on both sides by small
+seeded Rademacher matrices, ``F = P_outᵀ G P_in / √(k_out k_in) = Σ_t (P_outᵀ δ_t)(P_inᵀ a_t)ᵀ /
+√(k_out k_in)`` (k_out × k_in), without forming the (B × D) gradients. A side no larger than
+``factor_dim`` is kept exact (P = I, no scaling): for LoRA, ``lora_A`` (r × in) projects its
+input side only and ``lora_B`` (out × r) its output side only. As
+``vec_row(F) = (P_out ⊗ P_in)ᵀ vec_row(G) / √(k_out k_in)`` and independent Rademacher matrices
+have ``E[P Pᵀ] = k I``, ``E⟨F(x), F(y)⟩ = ⟨G(x), G(y)⟩`` for every layer. Each layer is
+computed in the cheaper order (projections first, ``T (in k_in + out k_out + k_out k_in)``
+operations, or the layer's gradient first, ``T out in + out in k_in + out k_in k_out``; for a
+LoRA, whose r is below the number of tokens, usually the latter). ``‖G‖`` is exact (the
+Frobenius norm of the layer's gradient, or ``Σ_{t,s} (δ_t·δ_s)(a_t·a_s)`` when cheaper).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rait.errors import ConfigError, DataError, Location
+
+FACTOR_ORDERS = ("project", "gradient")
 
 
 @dataclass(frozen=True)
@@ -154,10 +170,10 @@ class PerSampleGradients:
 
         return record
 
-    def __call__(self, batch: dict[str, Any], ids: list[str] | None = None, out: Any = None) -> Any:
-        """The (B × D) gradients of ``batch`` (written into ``out`` when given: rows of a
-        larger buffer, so a chunk of samples is never copied); ``ids`` name samples in errors.
-        """
+    def layer_terms(self, batch: dict[str, Any], ids: list[str] | None = None) -> dict[str, Any]:
+        """Each adapted layer's inputs ``a`` and output gradients ``δ`` for ``batch``:
+        ``{module name: (a (B × T × in), δ (B × T × out))}``, from one forward and one
+        ``autograd.grad``; ``ids`` name samples in errors."""
         import torch
 
         counts = batch["completion_mask"][:, 1:].sum(1)
@@ -174,25 +190,198 @@ class PerSampleGradients:
         finally:
             for handle in handles:
                 handle.remove()
-        delta_of = dict(zip(names, deltas, strict=True))
+        terms = {n: (self._inputs[n], d) for n, d in zip(names, deltas, strict=True)}
+        self._inputs.clear()
+        self._outputs.clear()
+        return terms
+
+    def __call__(self, batch: dict[str, Any], ids: list[str] | None = None, out: Any = None) -> Any:
+        """The (B × D) gradients of ``batch`` (written into ``out`` when given: rows of a
+        larger buffer, so a chunk of samples is never copied); ``ids`` name samples in errors.
+        """
+        import torch
+
+        terms = self.layer_terms(batch, ids)
         size = batch["input_ids"].shape[0]
+        device = batch["input_ids"].device
         if out is None:
-            out = torch.empty(size, self.dim, dtype=torch.float32, device=losses.device)
+            out = torch.empty(size, self.dim, dtype=torch.float32, device=device)
         elif tuple(out.shape) != (size, self.dim):
             raise ValueError(f"out has shape {tuple(out.shape)}, expected {(size, self.dim)}")
         for s in self.slices:
-            delta = delta_of[s.module_name].float()
+            activ, delta = terms[s.module_name]
+            delta = delta.float()
             if s.kind == "weight":
-                activ = self._inputs[s.module_name].float()
-                grad = torch.einsum("bto,bti->boi", delta, activ).reshape(size, -1)
+                grad = torch.einsum("bto,bti->boi", delta, activ.float()).reshape(size, -1)
             else:
                 grad = delta.sum(1)
             out[:, s.offset : s.offset + s.size] = grad
-        self._inputs.clear()
-        self._outputs.clear()
         if self.preconditioner is not None:
             out.copy_(self.preconditioner(out))
         return out
+
+
+def factor_seed(seed: int, module_index: int, side: int) -> int:
+    """The seed of the factor matrix of layer ``module_index``, ``side`` 0 (input) or 1
+    (output): 63 bits of NumPy's ``SeedSequence([seed, module_index, side])``, the same on
+    every platform."""
+    import numpy as np
+
+    state = np.random.SeedSequence([seed, module_index, side]).generate_state(1, np.uint64)
+    return int(state[0]) >> 1
+
+
+@dataclass(frozen=True)
+class FactorSlice:
+    """Where a parameter's factorised gradient sits in the feature vector: ``k_out × k_in``
+    entries from ``offset`` (row-major); ``k_in`` is 1 for a bias."""
+
+    param: ParamSlice
+    module_index: int
+    offset: int
+    k_out: int
+    k_in: int
+
+    @property
+    def size(self) -> int:
+        return self.k_out * self.k_in
+
+
+def factorized_layer(
+    activ: Any, delta: Any, p_in: Any, p_out: Any, order: str | None = None
+) -> tuple[Any, Any]:
+    """``(P_outᵀ G P_in) (B × k_out k_in, row-major)`` and ``‖G‖² (B,)`` for the layer gradients
+    ``G_b = Σ_t δ_{b,t} a_{b,t}ᵀ`` (module docstring); ``p_in``/``p_out``: the scaled factor
+    matrices (in × k_in, out × k_out) or None for a side kept exact. ``order``: ``project``
+    (projections first, G never formed), ``gradient`` (G first, one layer at a time) or None,
+    the cheaper one."""
+    import torch
+
+    size, tokens, n_out = delta.shape
+    n_in = activ.shape[2]
+    k_in = n_in if p_in is None else p_in.shape[1]
+    k_out = n_out if p_out is None else p_out.shape[1]
+    if order is None:
+        first = n_in * k_in * (p_in is not None) + n_out * k_out * (p_out is not None)
+        project_cost = tokens * (first + k_out * k_in)
+        gradient_cost = (
+            tokens * n_out * n_in
+            + n_out * n_in * k_in * (p_in is not None)
+            + n_out * k_in * k_out * (p_out is not None)
+        )
+        order = "project" if project_cost < gradient_cost else "gradient"
+    if order == "gradient":
+        grad = torch.einsum("bto,bti->boi", delta, activ)
+        sq_norm = grad.pow(2).sum((1, 2))
+        if p_in is not None:
+            grad = grad @ p_in
+        if p_out is not None:
+            grad = p_out.T @ grad
+        return grad.reshape(size, -1), sq_norm
+    if order != "project":
+        raise ValueError(f"order must be one of {FACTOR_ORDERS}, got {order!r}")
+    small_a = activ if p_in is None else activ @ p_in
+    small_d = delta if p_out is None else delta @ p_out
+    feats = torch.einsum("bto,bti->boi", small_d, small_a).reshape(size, -1)
+    if tokens * (n_out + n_in) < n_out * n_in:  # the two Gram matrices are smaller than G
+        gram = (delta @ delta.transpose(1, 2)) * (activ @ activ.transpose(1, 2))
+        sq_norm = gram.sum((1, 2))
+    else:
+        sq_norm = torch.einsum("bto,bti->boi", delta, activ).pow(2).sum((1, 2))
+    return feats, sq_norm
+
+
+class FactorizedGradients:
+    """LoGra's factorised projection of every per-sample LoRA gradient (module docstring): a
+    (B × F) float32 feature matrix, F = Σ_layers k_out k_in, and the exact ‖g‖ (B,), from the
+    layer terms of a :class:`PerSampleGradients`. Each side larger than ``factor_dim`` is
+    projected to ``factor_dim`` by a ±1/√factor_dim matrix generated by
+    :class:`rait.projection.RademacherProjector` from :func:`factor_seed` (seed, layer, side)
+    (layers numbered in parameter order): reproducible and the same on every device."""
+
+    def __init__(
+        self,
+        engine: PerSampleGradients,
+        factor_dim: int,
+        seed: int = 0,
+        device: Any = "cpu",
+        order: str | None = None,
+    ):
+        import torch
+
+        from rait.projection import RademacherProjector
+
+        if factor_dim <= 0:
+            raise ConfigError(f"factor_dim must be positive, got {factor_dim}")
+        if engine.preconditioner is not None:
+            raise ConfigError(
+                "the factorized projection needs the plain gradient (gradient: sgd): Adam's "
+                "preconditioning acts on each entry of the whole gradient"
+            )
+        if order is not None and order not in FACTOR_ORDERS:
+            raise ValueError(f"order must be one of {FACTOR_ORDERS}, got {order!r}")
+        self.engine = engine
+        self.factor_dim = int(factor_dim)
+        self.seed = int(seed)
+        self.order = order
+        self.gradient_dim = engine.dim
+        module_names = list(dict.fromkeys(s.module_name for s in engine.slices))
+        self.factors: dict[tuple[int, int], Any] = {}
+        self.slices: list[FactorSlice] = []
+        offset = 0
+        for s in engine.slices:
+            index = module_names.index(s.module_name)
+            module = engine._modules[s.module_name]
+            sides = [(1, module.out_features)]
+            if s.kind == "weight":
+                sides.append((0, module.in_features))
+            for side, width in sides:
+                if width > self.factor_dim and (index, side) not in self.factors:
+                    matrix = RademacherProjector(
+                        width, self.factor_dim, factor_seed(self.seed, index, side), device
+                    ).matrix()
+                    self.factors[index, side] = matrix.to(torch.float32) / math.sqrt(
+                        self.factor_dim
+                    )
+            k_out = min(module.out_features, self.factor_dim)
+            k_in = min(module.in_features, self.factor_dim) if s.kind == "weight" else 1
+            self.slices.append(FactorSlice(s, index, offset, k_out, k_in))
+            offset += k_out * k_in
+        self.dim = offset
+
+    def factor(self, module_index: int, side: int) -> Any:
+        """The scaled factor matrix of a layer's input (0) or output (1) side, or None when that
+        side is kept exact."""
+        return self.factors.get((module_index, side))
+
+    def __call__(
+        self, batch: dict[str, Any], ids: list[str] | None = None, out: Any = None
+    ) -> tuple[Any, Any]:
+        """(B × F) features of ``batch`` (into ``out`` when given) and the exact ‖g‖ (B,)."""
+        import torch
+
+        terms = self.engine.layer_terms(batch, ids)
+        size = batch["input_ids"].shape[0]
+        device = batch["input_ids"].device
+        if out is None:
+            out = torch.empty(size, self.dim, dtype=torch.float32, device=device)
+        elif tuple(out.shape) != (size, self.dim):
+            raise ValueError(f"out has shape {tuple(out.shape)}, expected {(size, self.dim)}")
+        sq_norm = torch.zeros(size, dtype=torch.float32, device=device)
+        for f in self.slices:
+            activ, delta = terms[f.param.module_name]
+            delta = delta.float()
+            p_out = self.factor(f.module_index, 1)
+            if f.param.kind == "weight":
+                p_in = self.factor(f.module_index, 0)
+                feats, sq = factorized_layer(activ.float(), delta, p_in, p_out, self.order)
+            else:
+                grad = delta.sum(1)
+                sq = grad.pow(2).sum(1)
+                feats = grad if p_out is None else grad @ p_out
+            out[:, f.offset : f.offset + f.size] = feats
+            sq_norm += sq
+        return out, sq_norm.sqrt()
 
 
 class AdamPreconditioner:
