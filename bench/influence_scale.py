@@ -33,16 +33,17 @@ weights, fp32 gradients and features; its shapes from the model card: hidden 409
 * Dense projection (``rademacher``): 2 · D · k FLOPs a sample at ``FP32_EFFICIENCY`` of the fp32
   peak (torch's default fp32 matmul on CUDA, no TF32), and P (D × k signs) generated once per
   chunk: chunks = ⌈N / c⌉, c = :func:`rait.influence.plan_chunks` of a row (4·D + 4·k bytes) in
-  ``chunk_memory_gb`` and 3/4 of the memory left by the bf16 weights, exactly as ``rait
-  influence`` plans it. Generation is memory-bound on a GPU: ``BYTES_PER_SIGN`` bytes of HBM
-  traffic a sign (the integer hash's elementwise kernels on one int64 word per 32 signs, the
-  byte-to-sign table lookup writing fp32, and the product reading it back; the derivation is in
-  docs/influence.md).
+  ``chunk_memory_gb`` and 3/4 of the memory left by the bf16 weights, less a GPU block of P
+  (:func:`rait.projection.block_work_bytes`), as ``rait influence`` plans it. Generation is
+  memory-bound on a GPU: ``BYTES_PER_SIGN`` bytes of HBM traffic a sign (the integer hash's
+  elementwise kernels on one int64 word per 32 signs, the byte-to-sign table lookup writing
+  fp32, and the product reading it back; the derivation is in docs/influence.md).
 * Factorised (``factorized``, factor_dim f = 64): per layer, the cheaper of projecting the
   activations (2T(wide · f + f · r)) or forming the layer's gradient and projecting it
   (2r · wide · (T + f)), as :func:`rait.gradients.factorized_layer` chooses; F = Σ 2 · r · f
-  features a sample; two passes (the gradient pass twice) when the N × F features do not fit
-  in half the host's memory (``HOST_GB``).
+  features a sample; two passes (the gradient pass twice) when the N × F features and their
+  gathered copy do not fit in ``HOST_FEATURE_SHARE`` of the host's memory (``HOST_GB``), and
+  always with several processes (``rait.influence._keep_all_features``).
 * Eight GPUs: each process takes every 8th batch (``rait influence`` under torchrun), so N/8
   samples and ⌈N/8/c⌉ generations of P each; GPU-hours are 8 × the wall time.
 
@@ -55,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -122,7 +124,8 @@ def model_cost(
     mode: str, n: int, tokens: float, gpu: str, n_gpus: int, chunk_memory_gb: float | None
 ) -> dict:
     """Seconds (wall) and GPU-hours of ``rait influence`` in ``mode`` (module docstring)."""
-    from rait.influence import plan_chunks
+    from rait.influence import HOST_FEATURE_SHARE, plan_chunks
+    from rait.projection import block_work_bytes, default_rows_per_block
 
     spec = GPUS[gpu]
     dim = lora_dim()
@@ -133,7 +136,8 @@ def model_cost(
     limit = chunk_memory_gb if chunk_memory_gb is not None else free / 2**30
     out = {"gradient_pass_s": grad_s}
     if mode == "rademacher":
-        plan = plan_chunks(4 * dim + 4 * K, 16, limit, int(free), 8 * 128 * K)
+        block = block_work_bytes(default_rows_per_block("cuda", K), K)  # P's block on a GPU
+        plan = plan_chunks(4 * dim + 4 * K, 16, limit, int(free), block)
         chunks = math.ceil(per_gpu / plan.chunk)
         signs = chunks * dim * K
         rate = HBM_EFFICIENCY * spec["hbm"] / BYTES_PER_SIGN
@@ -147,7 +151,10 @@ def model_cost(
         }
     elif mode == "factorized":
         width = factor_features()
-        passes = 1 if 2 * n * width * 4 <= 0.5 * HOST_GB * 1e9 else 2
+        # one pass keeps every feature (and a gathered copy) on one process's host; several
+        # processes take two passes (rait.influence._keep_all_features)
+        fits = 2 * n * width * 4 <= HOST_FEATURE_SHARE * HOST_GB * 1e9
+        passes = 1 if n_gpus == 1 and fits else 2
         out |= {
             "gradient_pass_s": passes * grad_s,
             "factorised_projection_s": passes
@@ -384,13 +391,21 @@ def main() -> int:
     parser.add_argument("--chunk-memory-gb", dest="chunk_memory_gb", type=float, default=None)
     parser.add_argument("--mmlu", help="a folder of MMLU CSVs (dev/val/test), for T")
     parser.add_argument("--threads", type=int, help="torch threads (default: rait's share)")
+    parser.add_argument(
+        "--measured",
+        help="reuse the CPU measurements of an earlier run's JSON and only model the cost",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "influence_scale.json"))
     args = parser.parse_args()
     import torch
 
-    if args.threads:
+    if args.threads:  # rait's own setting: loading the model re-splits the cores
+        os.environ["RAIT_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
-    measured = measure(args)
+    if args.measured:
+        measured = json.loads(Path(args.measured).read_text())["measured"]
+    else:
+        measured = measure(args)
     tokens = {
         "MMLU": measured["tokens_mmlu"]
         if math.isfinite(measured["tokens_mmlu"])

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -109,13 +110,16 @@ def check_p_bits(device: str, work: Path) -> str:
     from rait.projection import RademacherProjector, block_checksum
 
     compared = 0
-    for seed, dim, k in ((0, 2000, 8192), (7, 70_000, 1000), (2**40 + 3, 513, 64)):
+    for seed, dim, k in ((0, 20_000, 8192), (7, 70_000, 1000), (2**40 + 3, 513, 64)):
+        # the device's own block size (blocks differ by device, the rows they hold do not)
         here = RademacherProjector(dim, k, seed, device)
         cpu = RademacherProjector(dim, k, seed, "cpu")
         for b in sorted({0, 1, here.n_blocks - 1} & set(range(here.n_blocks))):
-            if not torch.equal(here.block(b).cpu(), cpu.block(b)):
-                raise AssertionError(f"seed {seed}, block {b}: P on {device} differs from the CPU")
-            compared += here.block(b).numel()
+            block = here.block(b).cpu()
+            first = b * here.rows_per_block
+            if not torch.equal(block, cpu.rows(first, block.shape[0])):
+                raise AssertionError(f"seed {seed}, rows from {first}: P on {device} differs")
+            compared += block.numel()
     checksum = block_checksum(0, 0, 8192, device)
     if checksum != block_checksum(0, 0, 8192, "cpu"):
         raise AssertionError(f"block_checksum on {device} {checksum} differs from the CPU's")
@@ -250,8 +254,11 @@ def _vllm_pair(work: Path, adapter: Path | None = None, merged: Path | None = No
     model_dir = work / "tiny-vllm"
     if not model_dir.exists():
         tiny_model(model_dir)
-    hf = load_engine(ModelConfig(name=str(merged or model_dir), device="cuda"), "hf", 8)
-    cfg = ModelConfig(name=str(model_dir), adapter=str(adapter) if adapter else None)
+    # float32 on both: bf16 rounding alone would exceed the 1e-3 tolerance
+    hf_cfg = ModelConfig(name=str(merged or model_dir), device="cuda", dtype="float32")
+    hf = load_engine(hf_cfg, "hf", 8)
+    adapter_dir = str(adapter) if adapter else None
+    cfg = ModelConfig(name=str(model_dir), adapter=adapter_dir, dtype="float32")
     vllm_cfg = VllmConfig(gpu_memory_utilization=0.3, max_model_len=512)
     return hf, load_engine(cfg, "vllm", 8, vllm_cfg)
 
@@ -289,8 +296,11 @@ def check_vllm(device: str, work: Path) -> str:
         found.append(f"options ≤ {option:.1e}")
         reversed_scores = vl.candidate_logprobs(texts[::-1], keys[::-1], [_letters(hf)] * 20)
         forward = vl.candidate_logprobs(texts, keys, [_letters(hf)] * 20)
-        if reversed_scores[::-1] != forward:
-            raise AssertionError("vLLM's option scores depend on the order of the prompts")
+        moved = max(
+            abs(x - y) for ra, rb in zip(reversed_scores[::-1], forward) for x, y in zip(ra, rb)
+        )
+        if not moved <= LOGPROB_TOLERANCE:  # vLLM issue 42019: order-dependent scores
+            raise AssertionError(f"vLLM's option scores move by {moved:.2e} with the order")
         found.append("order-independent")
         conts = [[" I am sure.", " I am unsure."]] * len(texts)
         a = hf.continuation_logprobs(texts, keys, conts)
@@ -389,7 +399,9 @@ def check_ddp(device: str, work: Path) -> str:
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cmd = [
-        shutil.which("torchrun") or "torchrun",
+        sys.executable,  # torchrun of this interpreter, activated or not
+        "-m",
+        "torch.distributed.run",
         "--nproc_per_node",
         "2",
         "-m",
@@ -443,6 +455,14 @@ def main(argv: list[str] | None = None) -> int:
     no_cuda = args.device != "cpu" and not torch.cuda.is_available()
     failed = 0
     work = Path(tempfile.mkdtemp(prefix="rait-gpu-check-"))
+    pending = list(names)
+
+    def out_of_time(signum, frame):  # `timeout` in gpu-check.sh: say what did not run
+        for name in pending:
+            print(f"FAIL {name}: out of time (the script's limit), not finished", flush=True)
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, out_of_time)
     for name in names:
         started = time.perf_counter()
         try:
@@ -456,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # a check's failure is its line, the others still run
             status, detail = "FAIL", f"{type(exc).__name__}: {exc}".splitlines()[0]
             failed += 1
+        pending.remove(name)
         print(
             f"{status} {name}: {detail} ({time.perf_counter() - started:.1f} s)",
             flush=True,

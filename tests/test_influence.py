@@ -449,6 +449,8 @@ def test_adam_preconditioner_reads_the_trainer_checkpoint(probed, tmp_path):
         ({"tau_mu": 0.0}, "tau_mu must be in"),
         ({"batch_size": 0}, "batch_size must be positive"),
         ({"chunk_memory_gb": 0}, "chunk_memory_gb must be positive"),
+        ({"seed": -1}, r"seed must be in \[0, 2\*\*63\)"),
+        ({"seed": 2**63}, "seed must be in"),
         ({"refusal": "  "}, "refusal is empty"),
         ({"warmup": "/nonexistent"}, "not a LoRA adapter"),
     ],

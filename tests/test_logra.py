@@ -407,9 +407,9 @@ def test_chunks_default_to_the_free_memory():
     chunk generates P once more (issue 18: a 2 GiB cap meant 3 samples a chunk at 8B, r 64)."""
     assert InfluenceConfig().chunk_memory_gb is None
     InfluenceConfig(probe="p").validate()  # None is valid
-    # 100 GiB free, 672 MiB rows (LLaMA-3-8B, LoRA r 64): 3/4 · 100 GiB / 672 MiB = 114 rows
-    assert plan_chunks(672 * MIB, 16, None, 100 * 2**30).chunk == 114
-    assert plan_chunks(672 * MIB, 16, 2.0, 100 * 2**30).chunk == 3  # the cap, when given
+    # 100 GiB free, 640 MiB rows (LLaMA-3-8B, LoRA r 64, 4 · D bytes): ¾ · 100 GiB / 640 MiB = 120
+    assert plan_chunks(640 * MIB, 16, None, 100 * 2**30).chunk == 120
+    assert plan_chunks(640 * MIB, 16, 2.0, 100 * 2**30).chunk == 3  # the cap, when given
     # nothing known: the fallback budget
     assert plan_chunks(MIB, 16, None, None).budget_bytes == int(FALLBACK_CHUNK_GB * 2**30)
     with pytest.raises(ConfigError, match=r"chunk_memory_gb unset, 1 GiB free"):

@@ -63,7 +63,7 @@ buffers) / bytes per row⌋`` per-sample rows (4·D bytes, plus 4·k for the den
 in one pass; 4·F factorised): ``torch.cuda.mem_get_info`` on CUDA, ``MemAvailable`` on the
 CPU; the quarter left is for the forward and backward passes. ``chunk_memory_gb`` is unset by
 default, so the free memory alone sizes a chunk: the dense mode generates P once per chunk, and
-at LLaMA-3-8B's LoRA r 64 (672 MB a gradient) a 2 GiB cap would mean 3 samples a chunk and
+at LLaMA-3-8B's LoRA r 64 (671 MB a gradient) a 2 GiB cap would mean 3 samples a chunk and
 ~4,700 generations of P for MMLU (≈ 10 GPU-hours), against ~140 a chunk and ~100 on an H200
 (``bench/influence_scale.py``). A batch larger than a chunk is
 split (``batch_size`` never overrides the memory), and a row that does not fit is a
@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -246,6 +247,7 @@ class InfluenceConfig:
                 f"influence: chunk_memory_gb must be positive, got {self.chunk_memory_gb}",
             ),
             (self.warmup_size > 0, f"influence: warmup_size must be positive: {self.warmup_size}"),
+            (0 <= self.seed < 2**63, f"influence: seed must be in [0, 2**63), got {self.seed}"),
             (
                 self.refusal is None or bool(self.refusal.strip()),
                 "influence: refusal is empty",
@@ -414,8 +416,10 @@ def free_memory(device: Any) -> int | None:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
-    if device.type == "cpu":
-        return _host_available()
+    if device.type == "cpu":  # the host's memory is shared by the launcher's local ranks
+        available = _host_available()
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        return None if available is None else available // max(local, 1)
     return None
 
 
@@ -516,18 +520,15 @@ def _chunks(batches: list[list[int]], per_chunk: int) -> list[list[list[int]]]:
     return chunks
 
 
-def _projector_bytes(projector: RademacherProjector) -> int:
-    """The dense projector's block of P and its work space: at most 8 bytes an entry."""
-    rows = min(getattr(projector, "rows_per_block", 512), projector.input_dim)
-    return 8 * rows * projector.output_dim
-
-
 def _keep_all_features(n: int, width: int, procs: Processes) -> bool:
-    """Whether every process can hold the N × F factorised features (and their gathered
-    copy) in ``HOST_FEATURE_SHARE`` of the host's available memory; all processes agree."""
+    """Whether the N × F factorised features (and their gathered copy) fit in
+    ``HOST_FEATURE_SHARE`` of the host's available memory, in one process only: with several,
+    every rank would hold and receive all N × F (and NCCL stages the gathered bytes on each
+    GPU), so they take the two passes, whose per-sample results are two numbers."""
+    if procs.world > 1:
+        return False
     available = _host_available()
-    fits = available is None or 2 * n * width * 4 <= HOST_FEATURE_SHARE * available
-    return all(procs.gather([fits]))
+    return available is None or 2 * n * width * 4 <= HOST_FEATURE_SHARE * available
 
 
 def _plan(
@@ -553,7 +554,7 @@ def _plan(
     )
     row_bytes, fixed_bytes = 4 * width, 0
     if projector is not None:
-        fixed_bytes = _projector_bytes(projector)
+        fixed_bytes = projector.block_bytes
         if one_pass:
             row_bytes += 4 * projector.output_dim  # each row's projected feature
     if not one_pass:

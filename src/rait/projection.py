@@ -57,7 +57,7 @@ ROWS_PER_BLOCK = 128
 """Rows per generated block on the CPU (a 4 MiB float32 block at k = 8192, which stays in
 cache for the product); other devices take :data:`SIGNS_PER_DEVICE_BLOCK` entries a block."""
 SIGNS_PER_DEVICE_BLOCK = 2**26
-"""Entries per block off the CPU (256 MiB in float32, plus 80 MiB of integer work space):
+"""Entries per block off the CPU (256 MiB in float32, plus 96 MiB of integer work space):
 enough that the kernel launches do not count."""
 
 GENERATOR = "lowbias32-v1"
@@ -73,6 +73,13 @@ WORD_IV = 0x85A308D3  # the next ones
 MIX_MULTIPLIERS = (0x7FEB352D, 0x846CA68B)
 MIX_SHIFTS = (16, 15, 16)
 WORD_BITS = 32
+
+
+def block_work_bytes(rows: int, output_dim: int, itemsize: int = 4) -> int:
+    """Memory of a block of ``rows`` rows of P and its work space, allocated at the first
+    block: ``rows · ⌈k/32⌉ · (32 · itemsize + 48)`` bytes (the signs, and per 32-bit word an
+    int64 word, its scratch copy and 4 int64 byte indices; 5.5 bytes an entry in float32)."""
+    return rows * -(-output_dim // WORD_BITS) * (WORD_BITS * itemsize + 8 + 8 + 32)
 
 
 def _signed32(c: int) -> int:
@@ -199,13 +206,12 @@ class RademacherProjector:
 
     @property
     def block_bytes(self) -> int:
-        """Device memory of one block and its work space, allocated at the first block:
-        ``rows · ⌈k/32⌉ · (32 · itemsize + 48)`` bytes (5.5 bytes an entry in float32)."""
+        """Device memory of one block and its work space (:func:`block_work_bytes`)."""
         import torch
 
-        rows = min(self.rows_per_block, self.input_dim)
         itemsize = torch.empty((), dtype=self.dtype).element_size()
-        return rows * self._n_words * (WORD_BITS * itemsize + 8 + 8 + 32)
+        rows = min(self.rows_per_block, self.input_dim)
+        return block_work_bytes(rows, self.output_dim, itemsize)
 
     @property
     def n_blocks(self) -> int:
