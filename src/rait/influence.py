@@ -788,6 +788,12 @@ def _last_checkpoint(train_dir: Path) -> str | None:
     return _latest_checkpoint(train_dir / CHECKPOINTS_DIR)
 
 
+def stage_key(cfg: InfluenceConfig) -> dict[str, Any]:
+    """What the scores' stage is keyed by: the config and the generator of P (a run of another
+    version's generator is neither resumed nor reused)."""
+    return config_to_dict(cfg) | {"generator": PROJECTION_GENERATOR}
+
+
 def load_warmup_model(model_cfg: ModelConfig, warmup: str, gradient: str = "sgd"):
     """The base model with the warm-up LoRA loaded trainable, in eval mode (no dropout), and
     the Adam preconditioner when asked."""
@@ -833,12 +839,10 @@ def _run_influence(cfg: InfluenceConfig, out: Path, procs: Processes, log) -> di
             f"influence: gradient: adam needs the warm-up's optimizer state; {warmup} has none"
         )
     config = config_to_dict(cfg)
+    keyed = stage_key(cfg)
     inputs = [str(Path(cfg.probe) / KNOWLEDGE_FILE), warmup]
     if probe_cfg.data.path:
         inputs.append(str(probe_cfg.data.path))
-    # the generator of P is part of what the scores depend on: a run of another version's
-    # generator is not resumed or reused
-    keyed = config | {"generator": PROJECTION_GENERATOR}
     stage = Stage(out / INFLUENCE_SCORES_DIR, "influence", keyed, inputs)
     if stage.is_complete():
         log(f"[influence] up to date, skipped ({stage.path})")

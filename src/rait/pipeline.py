@@ -43,6 +43,7 @@ from rait.errors import ConfigError, RaitError, VacuousSelectionWarning
 from rait.evaluate import EvalConfig, eval_stage, run_eval
 from rait.fileio import atomic_open, check_output_dir, read_json, stable_hash, write_json
 from rait.influence import InfluenceConfig, run_influence
+from rait.influence import stage_key as influence_stage_key
 from rait.methods import BASELINES, METHODS, MethodSpec, get_method, method_names
 from rait.methods.base import PRESTAGE_BUILD_FIELD
 from rait.models import ModelConfig
@@ -82,7 +83,12 @@ def _rehearse_done(out: Path, stage_cfg: Any) -> bool:
 
 def _influence_done(out: Path, stage_cfg: Any) -> bool:
     manifest = RunDir(out).stage(INFLUENCE_SCORES_DIR, {}).manifest() or {}
-    return manifest.get("status") == "complete" and _same(manifest.get("config"), stage_cfg)
+    recorded = manifest.get("config")
+    return (
+        manifest.get("status") == "complete"
+        and recorded is not None
+        and stable_hash(recorded) == stable_hash(influence_stage_key(stage_cfg))
+    )
 
 
 #: how the pipeline runs each pre-stage, in run order
