@@ -150,6 +150,17 @@ def collate(features: list[dict[str, Any]], pad_id: int, device: Any) -> dict[st
     }
 
 
+def _rows_buffer(out: Any, size: int, dim: int, device: Any) -> Any:
+    """``out`` (rows of a larger buffer, checked to be ``size × dim``) or a new float32 one."""
+    import torch
+
+    if out is None:
+        return torch.empty(size, dim, dtype=torch.float32, device=device)
+    if tuple(out.shape) != (size, dim):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {(size, dim)}")
+    return out
+
+
 class PerSampleGradients:
     """Per-sample LoRA gradients of a batch as a (B × D) float32 matrix (module docstring)."""
 
@@ -204,10 +215,7 @@ class PerSampleGradients:
         terms = self.layer_terms(batch, ids)
         size = batch["input_ids"].shape[0]
         device = batch["input_ids"].device
-        if out is None:
-            out = torch.empty(size, self.dim, dtype=torch.float32, device=device)
-        elif tuple(out.shape) != (size, self.dim):
-            raise ValueError(f"out has shape {tuple(out.shape)}, expected {(size, self.dim)}")
+        out = _rows_buffer(out, size, self.dim, device)
         for s in self.slices:
             activ, delta = terms[s.module_name]
             delta = delta.float()
@@ -363,10 +371,7 @@ class FactorizedGradients:
         terms = self.engine.layer_terms(batch, ids)
         size = batch["input_ids"].shape[0]
         device = batch["input_ids"].device
-        if out is None:
-            out = torch.empty(size, self.dim, dtype=torch.float32, device=device)
-        elif tuple(out.shape) != (size, self.dim):
-            raise ValueError(f"out has shape {tuple(out.shape)}, expected {(size, self.dim)}")
+        out = _rows_buffer(out, size, self.dim, device)
         sq_norm = torch.zeros(size, dtype=torch.float32, device=device)
         for f in self.slices:
             activ, delta = terms[f.param.module_name]

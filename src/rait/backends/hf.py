@@ -41,6 +41,16 @@ from rait.models import LoadedModel
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate cache
 
 
+def token_holds_newline(tokenizer: Any, cache: dict[int, bool], token_id: int) -> bool:
+    """Whether ``token_id`` decodes to text holding a newline (memoised in ``cache``); both
+    backends cut answers with it."""
+    known = cache.get(token_id)
+    if known is None:
+        known = "\n" in tokenizer.decode([token_id])
+        cache[token_id] = known
+    return known
+
+
 def ends_first_line(tokenizer: Any, tokens: Sequence[int]) -> bool:
     """Whether the generated ``tokens`` end the first non-empty line: their text has a newline
     after non-white-space text (leading blank lines do not end it). Both backends cut here."""
@@ -97,11 +107,7 @@ class HFEngine:
         check_context(self.lm.name, key, n_tokens, new_tokens, self.limit)
 
     def _ends_line(self, token_id: int) -> bool:
-        known = self._newline_token.get(token_id)
-        if known is None:
-            known = "\n" in self.tokenizer.decode([token_id])
-            self._newline_token[token_id] = known
-        return known
+        return token_holds_newline(self.tokenizer, self._newline_token, token_id)
 
     # ------------------------------------------------------------------ prefill
     def set_shared_prefix(self, tokens: Sequence[int]) -> None:

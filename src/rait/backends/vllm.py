@@ -62,7 +62,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rait.backends.hf import ends_first_line
+from rait.backends.hf import ends_first_line, token_holds_newline
 from rait.engine import Completion
 from rait.errors import ModelError
 from rait.generation import check_context
@@ -259,11 +259,7 @@ class VLLMEngine:
         """vLLM finds shared prefixes itself (automatic prefix caching)."""
 
     def _ends_line(self, token_id: int) -> bool:
-        known = self._newline_token.get(token_id)
-        if known is None:
-            known = "\n" in self.tokenizer.decode([token_id])
-            self._newline_token[token_id] = known
-        return known
+        return token_holds_newline(self.tokenizer, self._newline_token, token_id)
 
     def continuation_tokens(self, prompt: str, continuation: str) -> list[int]:
         """The tokens ``continuation`` adds after ``prompt`` (as the HF backend reads them)."""
